@@ -1,0 +1,240 @@
+"""Load and check params.yaml once, into typed, frozen settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cxr_model.errors import ConfigError
+from cxr_model.layout import Layout
+
+PARAMS_ENV = "CXR_PARAMS"
+DATA_ENV = "CXR_DATA"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "../shared/data/chest_xray"
+    extensions: tuple[str, ...] = (".jpeg", ".jpg", ".png")
+    val_fraction: float = 0.15
+    seed: int = 42
+    max_image_pixels: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    min_side: int = 64
+    max_aspect_ratio: float = 2.0
+    min_images_per_class: int = 20
+    pneumonia_share: tuple[float, ...] = (0.3, 0.85)
+    allowed_modes: tuple[str, ...] = ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "I;16", "I", "F")
+    max_examples: int = 10
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    image_size: int = 128
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    filters: tuple[int, ...] = (32, 64, 128, 256)
+    dense_units: int = 128
+    dropout: float = 0.4
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotation_deg: float = 7.0
+    zoom: float = 0.1
+    shift: float = 0.06
+    brightness: float = 0.15
+    contrast: float = 0.2
+    horizontal_flip: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 42
+    epochs: int = 15
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    min_learning_rate: float = 1e-5
+    early_stopping_patience: int = 5
+    class_weights: str = "balanced"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    threshold_method: str = "youden_midrange"
+    youden_tolerance: float = 0.02
+    target_sensitivity: float = 0.95
+    fixed_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: str = "mlruns/artifacts"
+    experiment: str = "cxr-pneumonia"
+    registered_model: str = "cxr-pneumonia"
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path = Path(".")
+    data: DataConfig = field(default_factory=DataConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    artifacts_dir: str = "artifacts"
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def data_source(self) -> Path:
+        """The landing folder: $CXR_DATA wins over params so users can point at their copy."""
+        return self._resolve(os.environ.get(DATA_ENV) or self.data.source)
+
+    @property
+    def artifacts(self) -> Path:
+        return self._resolve(self.artifacts_dir)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.artifacts)
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow store: $MLFLOW_TRACKING_URI wins; a relative sqlite path hangs off the root."""
+        uri = os.environ.get(TRACKING_ENV) or self.mlflow.tracking_uri
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+            uri = prefix + str(self._resolve(uri[len(prefix):]))
+        return uri
+
+    @property
+    def artifact_root(self) -> Path:
+        return self._resolve(self.mlflow.artifact_root)
+
+    def _resolve(self, value: str | os.PathLike) -> Path:
+        path = Path(os.path.expanduser(str(value)))
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    def flat_params(self) -> dict[str, str]:
+        """Every parameter as dotted keys, for MLflow."""
+        return _flatten(self.raw)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _build(cls: type, values: object, where: str):
+    """Build a dataclass from a mapping, refusing unknown keys and wrong types."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"'{where}' must be a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name not in ("root", "raw")}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in '{where}': {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
+    return cls(**kwargs)
+
+
+def _coerce(hint: object, value: object, where: str) -> object:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{where}' must be a list, got {value!r}")
+        item = typing.get_args(hint)[0]
+        return tuple(_coerce(item, v, where) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{where}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{where}' must be a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"'{where}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"'{where}' must be text, got {value!r}")
+        return value
+    raise ConfigError(f"'{where}': unsupported setting type {hint}")  # pragma: no cover
+
+
+def _check(cfg: Config) -> None:
+    """Range checks that the types alone cannot express."""
+    rules = [
+        (0.0 < cfg.data.val_fraction < 0.5, "data.val_fraction must be in (0, 0.5)"),
+        (len(cfg.validate.pneumonia_share) == 2 and 0 <= cfg.validate.pneumonia_share[0]
+         < cfg.validate.pneumonia_share[1] <= 1, "validate.pneumonia_share must be [low, high] in [0, 1]"),
+        (cfg.validate.min_images_per_class >= 1, "validate.min_images_per_class must be >= 1"),
+        (16 <= cfg.preprocess.image_size <= 512, "preprocess.image_size must be in [16, 512]"),
+        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
+        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.train.learning_rate > 0, "train.learning_rate must be > 0"),
+        (cfg.train.class_weights in ("balanced", "none"), "train.class_weights must be balanced or none"),
+        (len(cfg.model.filters) >= 1, "model.filters must list at least one block"),
+        (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (
+            cfg.evaluate.threshold_method in ("youden_midrange", "target_sensitivity", "fixed"),
+            "evaluate.threshold_method must be youden_midrange, target_sensitivity or fixed",
+        ),
+        (0.0 < cfg.evaluate.target_sensitivity <= 1.0, "evaluate.target_sensitivity must be in (0, 1]"),
+        (0.0 < cfg.evaluate.fixed_threshold < 1.0, "evaluate.fixed_threshold must be in (0, 1)"),
+        (all(e.startswith(".") for e in cfg.data.extensions), "data.extensions must start with a dot"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+
+
+def default_params_path() -> Path:
+    """params.yaml of the current project: $CXR_PARAMS, else ./params.yaml."""
+    return Path(os.environ.get(PARAMS_ENV) or "params.yaml").resolve()
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read params.yaml once and return checked settings; relative paths hang off its folder."""
+    params_path = Path(path).resolve() if path else default_params_path()
+    if not params_path.is_file():
+        raise ConfigError(f"parameters file not found: {params_path}")
+    try:
+        raw = yaml.safe_load(params_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{params_path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{params_path} must hold a mapping of sections")
+    cfg = _build(Config, raw, "")
+    cfg = dataclasses.replace(cfg, root=params_path.parent, raw=raw)
+    _check(cfg)
+    return cfg

@@ -1,0 +1,84 @@
+"""Where every step reads and writes: one table of paths, shared by the CLI, Prefect and dvc.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Output files of each step below the artifacts folder."""
+
+    root: Path
+
+    # ingest
+    @property
+    def manifest(self) -> Path:
+        return self.root / "ingest" / "manifest.csv"
+
+    @property
+    def duplicates(self) -> Path:
+        return self.root / "ingest" / "duplicates.csv"
+
+    @property
+    def ingest_summary(self) -> Path:
+        return self.root / "ingest" / "summary.json"
+
+    # validate
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validate"
+
+    @property
+    def validation_result(self) -> Path:
+        return self.validation_dir / "result.json"
+
+    # profile
+    @property
+    def profile_dir(self) -> Path:
+        return self.root / "profile"
+
+    # caches (keyed by content, safe to delete)
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    # train
+    @property
+    def train_dir(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def model(self) -> Path:
+        return self.train_dir / "model.keras"
+
+    @property
+    def history(self) -> Path:
+        return self.train_dir / "history.csv"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.train_dir / "summary.json"
+
+    @property
+    def training_curves(self) -> Path:
+        return self.train_dir / "training_curves.png"
+
+    # evaluate
+    @property
+    def evaluate_dir(self) -> Path:
+        return self.root / "evaluate"
+
+    @property
+    def metrics(self) -> Path:
+        return self.evaluate_dir / "metrics.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.evaluate_dir / "predictions.csv"
+
+    # register
+    @property
+    def registration(self) -> Path:
+        return self.root / "register" / "registration.json"

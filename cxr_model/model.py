@@ -1,0 +1,50 @@
+"""The CNN and its augmentation layers (Keras 3, TensorFlow backend)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from cxr_model.config import AugmentConfig, ModelConfig
+
+
+def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
+    """Conv blocks (conv-BN-ReLU, max-pool, dropout), global pooling, dense head, sigmoid.
+
+    The model takes raw 0-255 grayscale pixels and rescales them itself, so a saved model
+    needs no preprocessing beyond the shared decode-and-resize.
+    """
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for i, filters in enumerate(cfg.filters):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.ReLU(name=f"relu{i + 1}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+        if i > 0:
+            x = layers.SpatialDropout2D(0.1, name=f"drop{i + 1}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(cfg.dropout, name="head_drop1")(x)
+    x = layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
+    x = layers.Dropout(cfg.dropout, name="head_drop2")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
+    return keras.Model(inputs, outputs, name="cxr_cnn")
+
+
+def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
+    """Random geometric and intensity changes, run inside the tf.data input pipeline."""
+    steps: list[layers.Layer] = []
+    if cfg.rotation_deg > 0:
+        steps.append(layers.RandomRotation(cfg.rotation_deg / 360.0, fill_mode="constant", seed=seed))
+    if cfg.zoom > 0:
+        steps.append(layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=seed + 1))
+    if cfg.shift > 0:
+        steps.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed + 2))
+    if cfg.brightness > 0:
+        steps.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed + 3))
+    if cfg.contrast > 0:
+        steps.append(layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=seed + 4))
+    if cfg.horizontal_flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed + 5))
+    return keras.Sequential(steps, name="augment")

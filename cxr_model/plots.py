@@ -1,0 +1,104 @@
+"""Figures people would rather look at than read: curves, confusion matrix, ROC, PR, counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curves(history: pd.DataFrame, path: Path, best_epoch: int | None = None) -> Path:
+    """Loss, accuracy and AUC per epoch, training against validation."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, metric in zip(axes, ("loss", "accuracy", "auc")):
+        ax.plot(history["epoch"], history[metric], marker="o", label="train")
+        ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="validation")
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", linestyle=":", label="kept epoch")
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    return _save(fig, path)
+
+
+def confusion_matrix(counts: dict[str, int], path: Path, title: str) -> Path:
+    """2x2 matrix with counts and row percentages, NORMAL first."""
+    matrix = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ax.imshow(matrix, cmap="Blues")
+    rows = matrix.sum(axis=1, keepdims=True).clip(min=1)
+    for i in range(2):
+        for j in range(2):
+            color = "white" if matrix[i, j] > matrix.max() / 2 else "black"
+            ax.text(j, i, f"{matrix[i, j]}\n{matrix[i, j] / rows[i, 0]:.1%}", ha="center", va="center", color=color)
+    ax.set_xticks([0, 1], ["NORMAL", "PNEUMONIA"])
+    ax.set_yticks([0, 1], ["NORMAL", "PNEUMONIA"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def roc(y: np.ndarray, p: np.ndarray, threshold: float, path: Path, auc: float) -> Path:
+    """ROC curve with the operating point of the chosen threshold marked."""
+    fpr, tpr, _ = roc_curve(y, p)
+    pred = p >= threshold
+    op = (np.mean(pred[y == 0]), np.mean(pred[y == 1]))
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot(fpr, tpr, label=f"test AUC {auc:.3f}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
+    ax.scatter([op[0]], [op[1]], color="red", zorder=3, label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def precision_recall(y: np.ndarray, p: np.ndarray, path: Path, average_precision: float) -> Path:
+    """Precision-recall curve, pneumonia as the positive class."""
+    precision, recall, _ = precision_recall_curve(y, p)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot(recall, precision, label=f"AP {average_precision:.3f}")
+    ax.axhline(np.mean(y), color="grey", linestyle="--", linewidth=0.8, label="prevalence")
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def class_distribution(counts: pd.DataFrame, path: Path) -> Path:
+    """Grouped bars: images per class in each split, with the pneumonia:normal ratio."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    splits = list(counts.index)
+    x = np.arange(len(splits))
+    for k, label in enumerate(counts.columns):
+        bars = ax.bar(x + (k - 0.5) * 0.38, counts[label], width=0.38, label=label)
+        ax.bar_label(bars, fontsize=8)
+    for i, split in enumerate(splits):
+        normal = counts.loc[split].iloc[0]
+        ratio = counts.loc[split].iloc[1] / normal if normal else float("nan")
+        ax.text(i, counts.values.max() * 1.08, f"{ratio:.2f}:1", ha="center", fontsize=8)
+    ax.set_xticks(x, splits)
+    ax.set_ylabel("images")
+    ax.set_ylim(0, counts.values.max() * 1.18 + 1)
+    ax.set_title("images per class (pneumonia:normal)", fontsize=10)
+    ax.legend()
+    return _save(fig, path)

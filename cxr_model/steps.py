@@ -1,0 +1,219 @@
+"""The pipeline steps: each reads declared files, writes declared files, and is called alike by
+the Prefect tasks and by the `cxr <step>` commands that dvc.yaml runs."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from cxr_model.config import Config
+from cxr_model.errors import ValidationFailed
+
+log = logging.getLogger("cxr.steps")
+
+
+def _write_json(path: Path, payload: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _evidence(cfg: Config) -> list[Path]:
+    """Small outputs worth attaching to a failed run."""
+    lay = cfg.layout
+    return [lay.ingest_summary, lay.duplicates, lay.validation_result, lay.profile_dir]
+
+
+def step(name: str) -> Callable:
+    """Time a step, log it, and record a FAILED MLflow run if it raises."""
+
+    def wrap(fn: Callable[[Config], dict]) -> Callable[[Config], dict]:
+        @functools.wraps(fn)
+        def run(cfg: Config) -> dict:
+            log.info("%s: started", name)
+            start = time.perf_counter()
+            try:
+                result = fn(cfg)
+            except Exception as exc:
+                from cxr_model import tracking
+
+                tracking.record_failure(cfg, name, exc, _evidence(cfg))
+                raise
+            seconds = time.perf_counter() - start
+            log.info("%s: done in %.1f s", name, seconds)
+            return {**result, "seconds": round(seconds, 2)}
+
+        return run
+
+    return wrap
+
+
+@step("ingest")
+def ingest(cfg: Config) -> dict:
+    """Scan the landing folder into the manifest, the duplicate report and a summary."""
+    from cxr_model import data
+
+    lay = cfg.layout
+    source = cfg.data_source
+    manifest, duplicates = data.build_manifest(
+        source, cfg.data.extensions, cfg.data.val_fraction, cfg.data.seed, cfg.data.max_image_pixels,
+        index_path=lay.cache_dir / "ingest_index.csv",
+    )
+    lay.manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.to_csv(lay.manifest, index=False)
+    duplicates.to_csv(lay.duplicates, index=False)
+    summary = {**data.summarize(manifest), "source": str(source), "duplicates_dropped": len(duplicates)}
+    _write_json(lay.ingest_summary, summary)
+    log.info("ingest: %s", json.dumps(summary["counts"]))
+    return summary
+
+
+@step("validate")
+def validate(cfg: Config) -> dict:
+    """Run the Great Expectations suite; raise ValidationFailed on any critical rule."""
+    from cxr_model import data, validation
+
+    manifest = data.read_manifest(cfg.layout.manifest)
+    summary = validation.validate_manifest(manifest, cfg.validate, cfg.layout.validation_dir)
+    if not summary["success"]:
+        raise ValidationFailed(validation.failure_message(summary))
+    log.info("validate: all critical rules passed (%d warning(s)); data docs: %s",
+             summary["warnings"], summary["data_docs"])
+    return {"success": True, "warnings": summary["warnings"]}
+
+
+@step("profile")
+def profile(cfg: Config) -> dict:
+    """Tables and charts of the class distribution per split."""
+    from cxr_model import data, profiling
+
+    manifest = data.read_manifest(cfg.layout.manifest)
+    files = profiling.write_profile(manifest, cfg.layout.profile_dir)
+    log.info("profile:\n%s", files["counts_md"].read_text())
+    return {"files": [str(p) for p in files.values()]}
+
+
+def _arrays(cfg: Config):
+    from cxr_model import data, preprocess
+
+    manifest = data.read_manifest(cfg.layout.manifest)
+    return preprocess.load_arrays(
+        manifest, cfg.data_source, cfg.preprocess.image_size, cfg.data.max_image_pixels, cfg.layout.cache_dir
+    )
+
+
+@step("train")
+def train(cfg: Config) -> dict:
+    """Fit the CNN; write the model, the per-epoch history and the training curves."""
+    from cxr_model import plots, training
+
+    lay = cfg.layout
+    arrays = _arrays(cfg)
+    result = training.fit(arrays["train"], arrays["val"], cfg, lay.train_dir / "checkpoint.keras")
+    tmp = lay.model.with_name("model.tmp.keras")
+    result.model.save(tmp)
+    tmp.replace(lay.model)
+    result.history.to_csv(lay.history, index=False)
+    plots.training_curves(result.history, lay.training_curves, result.best_epoch)
+    summary = {
+        "epochs_run": len(result.history), "best_epoch": result.best_epoch,
+        "best_val_auc": result.best_val_auc, "train_seconds": round(result.seconds, 1),
+        "train_images_per_second": round(result.images_per_second, 1),
+        "train_images": len(arrays["train"]), "val_images": len(arrays["val"]),
+    }
+    _write_json(lay.train_summary, summary)
+    return summary
+
+
+@step("evaluate")
+def evaluate(cfg: Config) -> dict:
+    """Threshold from validation, then one scoring of the test split, with plots."""
+    from cxr_model import evaluation, plots, training
+    from cxr_model.model import keras
+
+    lay = cfg.layout
+    arrays = _arrays(cfg)
+    model = keras.models.load_model(lay.model, compile=False)
+    val, test = arrays["val"], arrays["test"]
+    p_val, p_test = training.predict(model, val.x), training.predict(model, test.x)
+    metrics = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate)
+    _write_json(lay.metrics, metrics)
+    t = metrics["threshold"]["threshold"]
+    pd.DataFrame({"path": test.paths, "label": test.y, "probability": p_test, "predicted": (p_test >= t).astype(int)}
+                 ).to_csv(lay.predictions, index=False)
+    out = lay.evaluate_dir
+    plots.confusion_matrix(metrics["test"], out / "confusion_matrix.png",
+                           f"test, threshold {t:.3f} ({metrics['threshold']['method']})")
+    plots.confusion_matrix(metrics["test_at_0_5"], out / "confusion_matrix_at_0_5.png", "test, threshold 0.5")
+    if len(set(test.y)) == 2:
+        plots.roc(test.y, p_test, t, out / "roc.png", metrics["test"]["auc"])
+        plots.precision_recall(test.y, p_test, out / "precision_recall.png", metrics["test"]["average_precision"])
+    m = metrics["test"]
+    log.info("evaluate: threshold %.4f (%s); test AUC %.4f, accuracy %.4f, sensitivity %.4f, specificity %.4f",
+             t, metrics["threshold"]["method"], m["auc"], m["accuracy"], m["sensitivity"], m["specificity"])
+    return {"threshold": t, "test": m}
+
+
+@step("register")
+def register(cfg: Config) -> dict:
+    """One MLflow run with params, per-epoch metrics, test metrics, plots and the model version."""
+    import mlflow
+
+    from cxr_model import registry, tracking
+    from cxr_model.model import keras
+
+    lay = cfg.layout
+    ingest_summary = _read_json(lay.ingest_summary)
+    train_summary = _read_json(lay.train_summary)
+    metrics = _read_json(lay.metrics)
+    history = pd.read_csv(lay.history)
+    fingerprint = ingest_summary["fingerprint"]
+    threshold = float(metrics["threshold"]["threshold"])
+    experiment_id = tracking.connect(cfg)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    tags = {"dataset_fingerprint": fingerprint, "git_commit": tracking.git_commit(cfg.root)}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{stamp}") as run:
+        mlflow.set_tags({**{f"cxr.{k}": v for k, v in tags.items()}, "cxr.status": "completed",
+                         "cxr.data_source": ingest_summary["source"],
+                         "cxr.threshold_method": metrics["threshold"]["method"]})
+        mlflow.log_params(cfg.flat_params())
+        tracking.log_history(history)
+        tracking.log_metric_tree("", {"test": metrics["test"], "test_at_0_5": metrics["test_at_0_5"],
+                                      "val_final": metrics["val"], "fit": train_summary})
+        mlflow.log_dict(ingest_summary, "data/manifest_summary.json")
+        tracking.log_files([lay.manifest, lay.duplicates], "data")
+        tracking.log_files([lay.validation_result, lay.validation_dir / "gx" / "uncommitted" / "data_docs"],
+                           "validation")
+        tracking.log_files([lay.profile_dir], "")
+        tracking.log_files([lay.history, lay.training_curves, lay.train_summary], "training")
+        tracking.log_files([lay.metrics, lay.predictions, *sorted(lay.evaluate_dir.glob("*.png"))], "evaluation")
+        model = keras.models.load_model(lay.model, compile=False)
+        sample = _arrays(cfg)["val"].x[:2]
+        model_uri, version = registry.log_and_register(
+            model, sample, cfg.mlflow.registered_model, threshold, {**tags, "run_id": run.info.run_id}
+        )
+        registration = {"run_id": run.info.run_id, "experiment_id": experiment_id, "model_uri": model_uri,
+                        "registered_model": cfg.mlflow.registered_model, "version": version,
+                        "threshold": threshold, "dataset_fingerprint": fingerprint,
+                        "tracking_uri": cfg.tracking_uri}
+    _write_json(lay.registration, registration)
+    return registration
+
+
+STEPS: dict[str, Callable[[Config], dict]] = {
+    "ingest": ingest, "validate": validate, "profile": profile,
+    "train": train, "evaluate": evaluate, "register": register,
+}

@@ -1,0 +1,133 @@
+"""Fit the CNN on cached arrays with augmentation in a parallel tf.data pipeline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr_model.config import Config
+from cxr_model.model import build_augmenter, build_model, keras
+from cxr_model.preprocess import Arrays
+import tensorflow as tf
+
+log = logging.getLogger("cxr.training")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: keras.Model
+    history: pd.DataFrame
+    seconds: float
+    images_per_second: float
+    best_epoch: int
+    best_val_auc: float
+
+
+def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Inverse-frequency weights so the 3:1 pneumonia majority does not dominate the loss."""
+    if mode == "none":
+        return None
+    counts = np.bincount(y, minlength=2).astype(float)
+    if (counts == 0).any():
+        return None
+    return {c: float(len(y) / (2 * counts[c])) for c in (0, 1)}
+
+
+def make_datasets(
+    train: Arrays, val: Arrays, cfg: Config
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Shuffled, augmented training batches prepared in parallel with the training step."""
+    seed = cfg.train.seed
+    augment = build_augmenter(cfg.train.augment, seed)
+    autotune = tf.data.AUTOTUNE
+
+    def augment_batch(x, y):
+        return augment(tf.cast(x, tf.float32), training=True), y
+
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((train.x, train.y))
+        .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
+        .batch(cfg.train.batch_size)
+        .map(augment_batch, num_parallel_calls=autotune, deterministic=True)
+        .prefetch(autotune)
+    )
+    val_ds = (
+        tf.data.Dataset.from_tensor_slices((val.x, val.y))
+        .batch(max(cfg.train.batch_size, 128))
+        .map(lambda x, y: (tf.cast(x, tf.float32), y))
+        .prefetch(autotune)
+    )
+    return train_ds, val_ds
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Adds the learning rate and wall time of each epoch to the logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["seconds"] = time.perf_counter() - self._start
+            lr = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+
+
+def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResult:
+    """Train with early stopping and checkpointing on validation AUC; return the best model."""
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("training and validation splits must both hold images")
+    tc = cfg.train
+    keras.utils.set_random_seed(tc.seed)
+    model = build_model(cfg.preprocess.image_size, cfg.model, tc.seed)
+    steps = int(np.ceil(len(train) / tc.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        tc.learning_rate, decay_steps=steps * tc.epochs, alpha=tc.min_learning_rate / tc.learning_rate
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+    )
+    train_ds, val_ds = make_datasets(train, val, cfg)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        _EpochTimer(),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
+        keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=tc.early_stopping_patience,
+            restore_best_weights=True,
+        ),
+    ]
+    weights = class_weights(train.y, tc.class_weights)
+    log.info("train: %d train / %d val images, %d px, class weights %s, up to %d epochs",
+             len(train), len(val), cfg.preprocess.image_size, weights, tc.epochs)
+    start = time.perf_counter()
+    hist = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs,
+                     class_weight=weights, callbacks=callbacks, shuffle=False, verbose=2)
+    seconds = time.perf_counter() - start
+    history = pd.DataFrame(hist.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    best = int(history["val_auc"].idxmax())
+    # Early stopping restores the best weights only when it stops early; make it unconditional.
+    model = keras.models.load_model(checkpoint)
+    return TrainResult(
+        model=model,
+        history=history,
+        seconds=seconds,
+        images_per_second=len(train) * len(history) / seconds,
+        best_epoch=best + 1,
+        best_val_auc=float(history["val_auc"].iloc[best]),
+    )
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Probabilities of pneumonia for uint8 images shaped (n, size, size, 1)."""
+    if len(x) == 0:
+        return np.zeros(0, dtype=np.float32)
+    return model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0).reshape(-1)

@@ -1,0 +1,8 @@
+"""Prefect flows composing the tasks in tasks/."""
+
+import os
+
+# Route the library's progress logs into Prefect's run logs as well as the console, and keep the
+# temporary local server from trying to reach the internet.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "cxr")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers, one per pipeline step, around cxr_model.steps."""

@@ -1,0 +1,49 @@
+"""One Prefect task per pipeline step; each loads params.yaml and calls the library step."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from cxr_model import steps
+from cxr_model.config import load_config
+
+
+def _run(name: str, params: str) -> dict:
+    return steps.STEPS[name](load_config(params))
+
+
+@task(name="ingest", cache_policy=NONE)
+def ingest(params: str) -> dict:
+    """Manifest of every image, duplicates handled, patient-grouped validation split."""
+    return _run("ingest", params)
+
+
+@task(name="validate", cache_policy=NONE)
+def validate(params: str) -> dict:
+    """Great Expectations gate; a critical failure fails the flow before training."""
+    return _run("validate", params)
+
+
+@task(name="profile", cache_policy=NONE)
+def profile(params: str) -> dict:
+    """Class-distribution tables and charts per split."""
+    return _run("profile", params)
+
+
+@task(name="train", cache_policy=NONE)
+def train(params: str) -> dict:
+    """Augmented CNN training with early stopping on validation AUC."""
+    return _run("train", params)
+
+
+@task(name="evaluate", cache_policy=NONE)
+def evaluate(params: str) -> dict:
+    """Validation-chosen threshold, then the held-out test split."""
+    return _run("evaluate", params)
+
+
+@task(name="register", cache_policy=NONE)
+def register(params: str) -> dict:
+    """MLflow run and a new registered model version."""
+    return _run("register", params)
