@@ -44,7 +44,7 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    filters: tuple[int, ...] = (32, 64, 128, 256)
+    filters: tuple[int, ...] = (16, 32, 64, 128, 256)
     dense_units: int = 128
     dropout: float = 0.4
 

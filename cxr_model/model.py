@@ -19,7 +19,7 @@ def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     for i, filters in enumerate(cfg.filters):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
         x = layers.ReLU(name=f"relu{i + 1}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
         if i > 0:

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cxr_model.config import load_config
+from cxr_model.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def test_project_params_load_with_defaults_resolved_against_the_file():
+    cfg = load_config(ROOT / "params.yaml")
+    assert cfg.data_source == (ROOT / ".." / "shared" / "data" / "chest_xray").resolve()
+    assert cfg.artifacts == ROOT / "artifacts"
+    assert cfg.tracking_uri == f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}"
+    assert cfg.flat_params()["train.augment.horizontal_flip"] == "False"
+
+
+def test_environment_overrides_data_source_and_tracking_uri(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXR_DATA", str(tmp_path / "mine"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    cfg = load_config(ROOT / "params.yaml")
+    assert cfg.data_source == tmp_path / "mine"
+    assert cfg.tracking_uri == "http://127.0.0.1:5000"
+
+
+def _params(tmp_path: Path, mutate) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    mutate(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda p: p["train"].update(epochs="ten"), "'train.epochs' must be a whole number"),
+        (lambda p: p["train"].update(epochz=3), "unknown key(s) in 'train': epochz"),
+        (lambda p: p["data"].update(val_fraction=0.9), "data.val_fraction must be in (0, 0.5)"),
+        (lambda p: p["evaluate"].update(threshold_method="max_f1"), "evaluate.threshold_method"),
+        (lambda p: p["train"]["augment"].update(horizontal_flip="yes"), "horizontal_flip' must be true or false"),
+    ],
+)
+def test_bad_params_are_refused_with_the_key_named(tmp_path, mutate, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_params(tmp_path, mutate))
+    assert message in str(err.value)
+
+
+def test_missing_params_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="parameters file not found"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from cxr_model.config import EvaluateConfig
+from cxr_model.evaluation import choose_threshold, evaluate_predictions, ranking_metrics, threshold_metrics
+
+
+@pytest.fixture
+def scores():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    p = np.clip(0.35 * y + rng.normal(0.35, 0.2, 400), 0, 1)
+    return y, p
+
+
+def test_threshold_metrics_agree_with_scikit_learn(scores):
+    y, p = scores
+    m = threshold_metrics(y, p, 0.52)
+    pred = (p >= 0.52).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred).ravel()
+    assert (m["tn"], m["fp"], m["fn"], m["tp"]) == (tn, fp, fn, tp)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert m["sensitivity"] == pytest.approx(skm.recall_score(y, pred))
+    assert m["specificity"] == pytest.approx(skm.recall_score(y, pred, pos_label=0))
+    assert m["precision"] == pytest.approx(skm.precision_score(y, pred))
+    assert m["f1"] == pytest.approx(skm.f1_score(y, pred))
+    r = ranking_metrics(y, p)
+    assert r["auc"] == pytest.approx(skm.roc_auc_score(y, p))
+    assert r["average_precision"] == pytest.approx(skm.average_precision_score(y, p))
+
+
+def test_youden_midrange_sits_in_the_middle_of_a_separable_gap():
+    # Separable validation: negatives up to 0.04, positives from 0.96. Plain max-Youden would
+    # pick the edge of the plateau; the midrange rule lands in the middle.
+    y = np.array([0] * 50 + [1] * 150)
+    p = np.concatenate([np.linspace(0.0, 0.04, 50), np.linspace(0.96, 1.0, 150)])
+    choice = choose_threshold(y, p, EvaluateConfig(youden_tolerance=0.0))
+    assert choice["best_youden"] == pytest.approx(1.0)
+    assert choice["threshold"] == pytest.approx(0.5)
+    assert choice["range_low"] == pytest.approx(0.04) and choice["range_high"] == pytest.approx(0.96)
+
+
+def test_youden_tolerance_widens_the_range_around_a_lone_outlier():
+    # One positive at 0.05 makes the strict optimum sit at 0.05; tolerating one miss recentres it.
+    y = np.array([0] * 100 + [1] * 100)
+    p = np.concatenate([np.linspace(0.0, 0.03, 100), [0.05], np.linspace(0.9, 1.0, 99)])
+    strict = choose_threshold(y, p, EvaluateConfig(youden_tolerance=0.0))
+    assert strict["threshold"] < 0.1
+    tolerant = choose_threshold(y, p, EvaluateConfig(youden_tolerance=0.02))
+    assert 0.4 < tolerant["threshold"] < 0.5
+
+
+def test_target_sensitivity_is_met_at_the_highest_possible_threshold(scores):
+    y, p = scores
+    choice = choose_threshold(y, p, EvaluateConfig(threshold_method="target_sensitivity", target_sensitivity=0.9))
+    t = choice["threshold"]
+    assert threshold_metrics(y, p, t)["sensitivity"] >= 0.9
+    higher = np.min(p[p > t])
+    assert threshold_metrics(y, p, higher)["sensitivity"] < 0.9
+
+
+def test_fixed_threshold_and_single_class_fallback(scores):
+    y, p = scores
+    assert choose_threshold(y, p, EvaluateConfig(threshold_method="fixed", fixed_threshold=0.3))["threshold"] == 0.3
+    fallback = choose_threshold(np.ones(10, int), p[:10], EvaluateConfig())
+    assert fallback["method"] == "fixed" and "one class" in fallback["note"]
+
+
+def test_report_uses_the_validation_threshold_on_test_and_reports_0_5_beside_it(scores):
+    y, p = scores
+    report = evaluate_predictions(y[:200], p[:200], y[200:], p[200:], EvaluateConfig())
+    t = report["threshold"]["threshold"]
+    assert report["test"]["threshold"] == t
+    assert report["test_at_0_5"]["threshold"] == 0.5
+    assert report["test"]["tp"] + report["test"]["fp"] + report["test"]["tn"] + report["test"]["fn"] == 200
+    assert report["counts"] == {"val": 200, "test": 200}

@@ -1,0 +1,72 @@
+"""The library steps chained on a synthetic dataset, with a real MLflow store in tmp_path."""
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from cxr_model import cli, steps
+from cxr_model.config import load_config
+from cxr_model.errors import ValidationFailed
+from tests.conftest import write_params
+
+
+def _client(cfg):
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    return MlflowClient(cfg.tracking_uri)
+
+
+@pytest.fixture
+def cfg(dataset, tmp_path):
+    return load_config(write_params(tmp_path / "project", dataset))
+
+
+def test_steps_in_order_produce_a_tracked_registered_model(cfg):
+    for name in ("ingest", "validate", "profile", "train", "evaluate", "register"):
+        result = steps.STEPS[name](cfg)
+        assert result["seconds"] >= 0
+    lay = cfg.layout
+    metrics = json.loads(lay.metrics.read_text())
+    test_rows = pd.read_csv(lay.manifest).query("split == 'test'")
+    c = metrics["test"]
+    assert c["tp"] + c["fp"] + c["tn"] + c["fn"] == len(test_rows)
+    for png in ("confusion_matrix.png", "roc.png", "precision_recall.png"):
+        assert (lay.evaluate_dir / png).is_file()
+    assert lay.training_curves.is_file()
+
+    reg = json.loads(lay.registration.read_text())
+    client = _client(cfg)
+    run = client.get_run(reg["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "1"
+    assert run.data.tags["cxr.dataset_fingerprint"] == json.loads(lay.ingest_summary.read_text())["fingerprint"]
+    assert run.data.metrics["test_auc"] == pytest.approx(c["auc"])
+    assert len(client.get_metric_history(reg["run_id"], "val_auc")) == 1  # one per epoch
+    artifacts = {a.path for a in client.list_artifacts(reg["run_id"], "evaluation")}
+    assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/roc.png" in artifacts
+    version = client.get_model_version(cfg.mlflow.registered_model, reg["version"])
+    assert float(version.tags["threshold"]) == pytest.approx(metrics["threshold"]["threshold"])
+    assert version.run_id == reg["run_id"]
+
+
+def test_failed_validation_records_a_failed_run_and_registers_nothing(cfg, dataset, capsys):
+    (dataset / "test" / "NORMAL" / "IM-0777-0001.jpeg").write_bytes(b"\xff\xd8\xff broken")
+    assert cli.main(["--params", str(cfg.root / "params.yaml"), "ingest"]) == 0
+    with pytest.raises(ValidationFailed, match="every file decodes as an image"):
+        steps.validate(cfg)
+    client = _client(cfg)
+    runs = client.search_runs([client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert runs[0].data.tags["cxr.failed_step"] == "validate"
+    assert "IM-0777-0001.jpeg" in runs[0].data.tags["cxr.error"]
+    assert client.search_registered_models() == []
+
+
+def test_cli_prints_one_sentence_for_a_missing_landing_folder(tmp_path, capsys):
+    params = write_params(tmp_path / "p", tmp_path / "does-not-exist")
+    assert cli.main(["--params", str(params), "ingest"]) == 1
+    err = capsys.readouterr().err
+    assert f"cxr ingest: landing folder not found: {tmp_path / 'does-not-exist'}" in err
+    assert "Traceback" not in err

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from cxr_model import training
+from cxr_model.config import AugmentConfig, ModelConfig
+from cxr_model.model import build_augmenter, build_model
+from cxr_model.preprocess import Arrays
+
+
+def test_class_weights_balance_the_classes():
+    y = np.array([1, 1, 1, 0])
+    w = training.class_weights(y, "balanced")
+    assert w[0] * 1 == pytest.approx(w[1] * 3)
+    assert training.class_weights(y, "none") is None
+
+
+def test_model_has_the_required_layers_and_one_sigmoid_output():
+    model = build_model(32, ModelConfig(filters=(8, 16), dense_units=8), seed=1)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {"Conv2D", "MaxPooling2D", "Dense", "Rescaling"} <= kinds
+    assert any("Dropout" in k for k in kinds)
+    assert model.output_shape == (None, 1) and model.layers[-1].activation.__name__ == "sigmoid"
+
+
+def test_augmenter_keeps_shape_and_range_and_changes_pixels():
+    aug = build_augmenter(AugmentConfig(), seed=1)
+    x = np.full((4, 32, 32, 1), 120.0, dtype=np.float32)
+    x[:, 8:24, 8:24] = 200.0
+    out = np.asarray(aug(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    assert not np.allclose(out, x)
+    assert not any(type(layer).__name__ == "RandomFlip" for layer in aug.layers)
+
+
+def test_fit_learns_a_separable_toy_problem(tmp_path):
+    from cxr_model.config import Config, TrainConfig, PreprocessConfig
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = np.arange(n) % 2
+        x = rng.normal(100, 10, (n, 16, 16, 1))
+        x[y == 1, 4:12, 4:12] += 80
+        return Arrays(np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int32), [f"{i}" for i in range(n)])
+
+    cfg = Config(
+        preprocess=PreprocessConfig(image_size=16),
+        model=ModelConfig(filters=(8, 16), dense_units=8, dropout=0.1),
+        train=TrainConfig(epochs=4, batch_size=16, learning_rate=3e-3,
+                          augment=AugmentConfig(rotation_deg=0, zoom=0, shift=0)),
+    )
+    result = training.fit(split(96), split(32), cfg, tmp_path / "ckpt.keras")
+    assert list(result.history["epoch"]) == list(range(1, len(result.history) + 1))
+    assert {"loss", "auc", "val_auc", "val_loss", "learning_rate", "seconds"} <= set(result.history.columns)
+    assert result.best_val_auc == pytest.approx(result.history["val_auc"].max())
+    p = training.predict(result.model, split(32).x)
+    assert p.shape == (32,) and ((p >= 0) & (p <= 1)).all()
+    assert result.best_val_auc > 0.9
