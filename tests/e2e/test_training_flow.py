@@ -1,0 +1,118 @@
+"""The Prefect training flow, run as a user runs it, on a small real subset of the X-rays."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from cxr_model.config import load_config
+from tests.conftest import REAL_DATA, ROOT, write_params
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real data not found at {REAL_DATA}"),
+]
+
+
+def real_subset(dest: Path, train_per_class: int = 40, test_per_class: int = 15) -> Path:
+    """Copy an evenly spaced selection of real images into the Kaggle layout."""
+    for split, n in (("train", train_per_class), ("test", test_per_class)):
+        for label in ("NORMAL", "PNEUMONIA"):
+            files = sorted((REAL_DATA / split / label).iterdir())
+            step = max(1, len(files) // n)
+            (dest / split / label).mkdir(parents=True)
+            for f in files[::step][:n]:
+                shutil.copy(f, dest / split / label / f.name)
+    return dest
+
+
+def run_flow(params: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CXR_", "MLFLOW_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.training", "--params", str(params)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+
+
+def _small(tmp_path: Path, source: Path) -> Path:
+    return write_params(tmp_path / "project", source, preprocess={"image_size": 64},
+                        model={"filters": [8, 16, 32], "dense_units": 16})
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("flow")
+    params = _small(tmp, real_subset(tmp / "landing"))
+    proc = run_flow(params)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return load_config(params), proc
+
+
+def test_flow_tracks_and_registers_the_model(finished):
+    cfg, proc = finished
+    reg = json.loads(cfg.layout.registration.read_text())
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    client = MlflowClient(cfg.tracking_uri)
+    run = client.get_run(reg["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params == cfg.flat_params()
+    assert len(client.get_metric_history(reg["run_id"], "val_auc")) == cfg.train.epochs
+    assert len(client.get_metric_history(reg["run_id"], "train_loss")) == cfg.train.epochs
+    for name in ("test_auc", "test_accuracy", "test_sensitivity", "test_specificity", "test_at_0_5_accuracy"):
+        assert name in run.data.metrics
+    logged = {a.path for folder in ("evaluation", "training", "profile")
+              for a in client.list_artifacts(reg["run_id"], folder)}
+    for plot in ("evaluation/confusion_matrix.png", "evaluation/roc.png", "evaluation/precision_recall.png",
+                 "training/training_curves.png", "profile/class_distribution.png"):
+        assert plot in logged
+    version = client.get_model_version("cxr-pneumonia", reg["version"])
+    assert version.run_id == reg["run_id"] and "threshold" in version.tags
+    assert "registered cxr-pneumonia version" in proc.stdout + proc.stderr
+
+
+def test_flow_metrics_are_consistent_and_splits_do_not_leak(finished):
+    cfg, _ = finished
+    manifest = pd.read_csv(cfg.layout.manifest, keep_default_na=False)
+    metrics = json.loads(cfg.layout.metrics.read_text())
+    cm = metrics["test"]
+    assert cm["tp"] + cm["fp"] + cm["tn"] + cm["fn"] == (manifest["split"] == "test").sum()
+    train_patients = set(manifest.loc[manifest["split"] == "train", "patient_id"])
+    val_patients = set(manifest.loc[manifest["split"] == "val", "patient_id"])
+    assert val_patients and not (train_patients & val_patients)
+    assert 0.0 <= metrics["test"]["auc"] <= 1.0
+
+
+def test_flow_stops_with_one_sentence_on_a_missing_landing_folder(tmp_path):
+    params = _small(tmp_path, tmp_path / "nowhere")
+    proc = run_flow(params)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"cxr training flow stopped: landing folder not found: {tmp_path / 'nowhere'} " \
+                   "(set CXR_DATA or data.source)"
+    cfg = load_config(params)
+    assert not cfg.layout.registration.exists()
+
+
+def test_flow_stops_before_training_on_an_unreadable_image(tmp_path):
+    source = real_subset(tmp_path / "landing", train_per_class=30, test_per_class=10)
+    (source / "train" / "PNEUMONIA" / "person9999_virus_1.jpeg").write_bytes(b"GIF89a not really")
+    params = _small(tmp_path, source)
+    proc = run_flow(params)
+    assert proc.returncode == 1
+    assert "every file decodes as an image" in proc.stderr
+    assert "person9999_virus_1.jpeg" in proc.stderr
+    cfg = load_config(params)
+    assert not cfg.layout.model.exists()
+    client = MlflowClient(cfg.tracking_uri)
+    assert client.search_registered_models() == []
+    failed = client.search_runs([client.get_experiment_by_name("cxr-pneumonia").experiment_id])
+    assert [r.data.tags["cxr.failed_step"] for r in failed] == ["validate"]
