@@ -56,6 +56,9 @@ class AugmentConfig:
     shift: float = 0.06
     brightness: float = 0.15
     contrast: float = 0.2
+    gamma: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
     horizontal_flip: bool = False
 
 
@@ -68,6 +71,7 @@ class TrainConfig:
     min_learning_rate: float = 1e-5
     early_stopping_patience: int = 5
     class_weights: str = "balanced"
+    label_smoothing: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

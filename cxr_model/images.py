@@ -42,13 +42,14 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageError(
-                    f"{width}x{height} pixels exceeds the {max_pixels:,}-pixel limit; not decoded"
+                    f"decompression-bomb guard: {width}x{height} pixels exceeds the "
+                    f"{max_pixels:,}-pixel limit; not decoded"
                 )
             img.load()
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"decompression bomb guard: {exc}") from None
+        raise ImageError(f"decompression-bomb guard: not decoded ({exc})") from None
     except Exception as exc:  # Pillow raises many types for broken files
         raise ImageError(f"cannot decode: {exc}") from None
     return img

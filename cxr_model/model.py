@@ -32,6 +32,33 @@ def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="cxr_cnn")
 
 
+class RandomScanner(layers.Layer):
+    """Random gamma curve and sensor noise on 0-255 pixels, mimicking other scanners."""
+
+    def __init__(self, gamma: float = 0.0, noise: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.gamma = gamma
+        self.noise = noise
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=True):
+        if not training:
+            return x
+        shape = keras.ops.shape(x)
+        if self.gamma > 0:
+            log_gamma = keras.random.uniform((shape[0], 1, 1, 1), -self.gamma, self.gamma,
+                                             seed=self.seed_generator)
+            x = 255.0 * keras.ops.power(keras.ops.clip(x / 255.0, 1e-6, 1.0), keras.ops.exp(log_gamma))
+        if self.noise > 0:
+            sigma = keras.random.uniform((shape[0], 1, 1, 1), 0.0, self.noise, seed=self.seed_generator)
+            x = keras.ops.clip(x + sigma * keras.random.normal(shape, seed=self.seed_generator), 0.0, 255.0)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "gamma": self.gamma, "noise": self.noise, "seed": self.seed}
+
+
 def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     """Random geometric and intensity changes, run inside the tf.data input pipeline."""
     steps: list[layers.Layer] = []
@@ -45,6 +72,10 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
         steps.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed + 3))
     if cfg.contrast > 0:
         steps.append(layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=seed + 4))
+    if cfg.blur > 0:
+        steps.append(layers.RandomGaussianBlur(cfg.blur, sigma=(0.1, 1.2), value_range=(0, 255), seed=seed + 6))
+    if cfg.gamma > 0 or cfg.noise > 0:
+        steps.append(RandomScanner(cfg.gamma, cfg.noise, seed=seed + 7))
     if cfg.horizontal_flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed + 5))
     return keras.Sequential(steps, name="augment")

@@ -102,3 +102,60 @@ def class_distribution(counts: pd.DataFrame, path: Path) -> Path:
     ax.set_title("images per class (pneumonia:normal)", fontsize=10)
     ax.legend()
     return _save(fig, path)
+
+
+def _split_label_groups(frame: pd.DataFrame):
+    for split in ("train", "val", "test"):
+        for label in ("NORMAL", "PNEUMONIA"):
+            part = frame[(frame["split"] == split) & (frame["label"] == label)]
+            if len(part):
+                yield split, label, part
+
+
+def size_histograms(manifest: pd.DataFrame, path: Path) -> Path:
+    """Width, height and aspect ratio of the original files, per split and class."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    ok = manifest[manifest["width"] > 0]
+    aspect = ok["width"] / ok["height"]
+    for split, label, part in _split_label_groups(ok):
+        kw = {"histtype": "step", "bins": 30, "label": f"{split}/{label}"}
+        axes[0].hist(part["width"], **kw)
+        axes[1].hist(part["height"], **kw)
+        axes[2].hist(aspect[part.index], **kw)
+    for ax, title in zip(axes, ("width (px)", "height (px)", "aspect ratio (w/h)")):
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def intensity_histograms(stats: pd.DataFrame, path: Path) -> Path:
+    """Per-image mean and standard deviation of pixel intensity, per split and class."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for split, label, part in _split_label_groups(stats):
+        kw = {"histtype": "step", "bins": 40, "density": True, "label": f"{split}/{label}"}
+        axes[0].hist(part["mean_intensity"], **kw)
+        axes[1].hist(part["std_intensity"], **kw)
+    axes[0].set_title("mean intensity per image (0-255)", fontsize=10)
+    axes[1].set_title("intensity spread (std) per image", fontsize=10)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def sample_grid(manifest: pd.DataFrame, pixels: np.ndarray, path: Path, per_class: int = 8, seed: int = 0) -> Path:
+    """A row of random training images per class, as the model sees them."""
+    labels = ("NORMAL", "PNEUMONIA")
+    fig, axes = plt.subplots(len(labels), per_class, figsize=(per_class * 1.4, len(labels) * 1.6))
+    rng = np.random.default_rng(seed)
+    for r, label in enumerate(labels):
+        rows = np.flatnonzero(((manifest["split"] == "train") & (manifest["label"] == label)).to_numpy())
+        chosen = rng.choice(rows, size=min(per_class, len(rows)), replace=False) if len(rows) else []
+        for c in range(per_class):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(chosen):
+                ax.imshow(pixels[chosen[c]].squeeze(), cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].set_title(label, fontsize=9, loc="left")
+    return _save(fig, path)

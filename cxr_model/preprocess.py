@@ -60,28 +60,34 @@ def decode_all(source: Path, paths: list[str], size: int, max_pixels: int) -> np
     return out
 
 
-def load_arrays(
+def decoded_pixels(
     manifest: pd.DataFrame, source: Path, size: int, max_pixels: int, cache_dir: Path
-) -> dict[str, Arrays]:
-    """Arrays per split, decoding only when no cache for this exact manifest and size exists."""
+) -> np.ndarray:
+    """All of the manifest's images as (n, size, size) uint8, decoded once and cached."""
     bad = manifest[manifest["error"] != ""]
     if len(bad):
         raise DataError(f"unreadable image {source / bad.iloc[0]['path']}: {bad.iloc[0]['error']}")
     path = cache_path(cache_dir, manifest, size)
-    paths = manifest["path"].tolist()
     if path.is_file():
         with np.load(path) as cached:
-            x = cached["x"]
-        log.info("preprocess: reused cached arrays %s", path.name)
-    else:
-        start = time.perf_counter()
-        x = decode_all(source, paths, size, max_pixels)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, x=x)
-        tmp.replace(path)
-        log.info("preprocess: decoded %d images in %.1f s -> %s",
-                 len(paths), time.perf_counter() - start, path.name)
+            log.info("preprocess: reused cached arrays %s", path.name)
+            return cached["x"]
+    start = time.perf_counter()
+    x = decode_all(source, manifest["path"].tolist(), size, max_pixels)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, x=x)
+    tmp.replace(path)
+    log.info("preprocess: decoded %d images in %.1f s -> %s", len(x), time.perf_counter() - start, path.name)
+    return x
+
+
+def load_arrays(
+    manifest: pd.DataFrame, source: Path, size: int, max_pixels: int, cache_dir: Path
+) -> dict[str, Arrays]:
+    """Arrays per split, decoding only when no cache for this exact manifest and size exists."""
+    x = decoded_pixels(manifest, source, size, max_pixels, cache_dir)
+    paths = manifest["path"].tolist()
     y = (manifest["label"] == LABELS[1]).to_numpy(dtype=np.int32)
     result = {}
     for split in ("train", "val", "test"):

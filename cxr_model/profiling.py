@@ -1,9 +1,10 @@
-"""Class-distribution profile of the manifest: tables and charts per split."""
+"""Profile of the data per split and class: counts, sizes, intensities, samples, duplicates."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cxr_model import plots
@@ -22,16 +23,52 @@ def counts_table(manifest: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def write_profile(manifest: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """Write the counts table (CSV and Markdown) and the class-distribution chart."""
+def duplicate_groups(duplicates: pd.DataFrame) -> pd.DataFrame:
+    """One row per group of identical files: the kept file, the dropped ones and why."""
+    columns = ["sha256", "files", "kept_path", "dropped_paths", "reason"]
+    if duplicates.empty:
+        return pd.DataFrame(columns=columns)
+    groups = duplicates.groupby(["sha256", "kept_path"], sort=True).agg(
+        dropped_paths=("dropped_path", lambda s: "; ".join(sorted(s))),
+        reason=("reason", lambda s: "; ".join(sorted(set(s)))),
+        dropped=("dropped_path", "size"),
+    ).reset_index()
+    groups["files"] = groups["dropped"] + 1
+    return groups[columns].sort_values(["files", "kept_path"], ascending=[False, True]).reset_index(drop=True)
+
+
+def intensity_stats(manifest: pd.DataFrame, pixels: np.ndarray) -> pd.DataFrame:
+    """Mean and spread of each image's pixels (on the decoded, resized arrays)."""
+    flat = pixels.reshape(len(pixels), -1).astype(np.float32)
+    return pd.DataFrame({
+        "path": manifest["path"].to_numpy(), "split": manifest["split"].to_numpy(),
+        "label": manifest["label"].to_numpy(),
+        "mean_intensity": flat.mean(axis=1).round(2), "std_intensity": flat.std(axis=1).round(2),
+    })
+
+
+def write_profile(
+    manifest: pd.DataFrame, duplicates: pd.DataFrame, pixels: np.ndarray | None, out_dir: Path, seed: int = 0
+) -> dict[str, Path]:
+    """Write tables (CSV, Markdown) and charts; `pixels` are the manifest's decoded images, in order."""
     out_dir.mkdir(parents=True, exist_ok=True)
     table = counts_table(manifest)
     files = {
         "counts_csv": out_dir / "class_counts.csv",
         "counts_md": out_dir / "class_counts.md",
         "chart": out_dir / "class_distribution.png",
+        "sizes": out_dir / "image_sizes.png",
+        "duplicates_csv": out_dir / "duplicate_groups.csv",
     }
     table.to_csv(files["counts_csv"], index_label="split")
     files["counts_md"].write_text(table.to_markdown() + "\n")
     plots.class_distribution(table[list(LABELS)], files["chart"])
+    plots.size_histograms(manifest, files["sizes"])
+    duplicate_groups(duplicates).to_csv(files["duplicates_csv"], index=False)
+    if pixels is not None and len(pixels):
+        stats = intensity_stats(manifest, pixels)
+        files["intensity_csv"] = out_dir / "intensity.csv"
+        stats.to_csv(files["intensity_csv"], index=False)
+        files["intensity"] = plots.intensity_histograms(stats, out_dir / "intensity.png")
+        files["samples"] = plots.sample_grid(manifest, pixels, out_dir / "samples.png", seed=seed)
     return files

@@ -97,11 +97,17 @@ def validate(cfg: Config) -> dict:
 
 @step("profile")
 def profile(cfg: Config) -> dict:
-    """Tables and charts of the class distribution per split."""
-    from cxr_model import data, profiling
+    """Counts, sizes, intensities, sample images and duplicate groups per split and class."""
+    from cxr_model import data, preprocess, profiling
 
-    manifest = data.read_manifest(cfg.layout.manifest)
-    files = profiling.write_profile(manifest, cfg.layout.profile_dir)
+    lay = cfg.layout
+    manifest = data.read_manifest(lay.manifest)
+    duplicates = pd.read_csv(lay.duplicates, keep_default_na=False)
+    readable = manifest[manifest["error"] == ""].reset_index(drop=True)
+    pixels = preprocess.decoded_pixels(
+        readable, cfg.data_source, cfg.preprocess.image_size, cfg.data.max_image_pixels, lay.cache_dir
+    )
+    files = profiling.write_profile(readable, duplicates, pixels, lay.profile_dir, seed=cfg.data.seed)
     log.info("profile:\n%s", files["counts_md"].read_text())
     return {"files": [str(p) for p in files.values()]}
 

@@ -91,7 +91,7 @@ def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResul
     )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
-        loss=keras.losses.BinaryCrossentropy(),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
     )
     train_ds, val_ds = make_datasets(train, val, cfg)
