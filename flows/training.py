@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import sys
 from pathlib import Path
@@ -56,10 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("cxr").setLevel(logging.INFO)
     params = args.params or str(default_params_path())
+    # Registered before Prefect starts its temporary server, so it runs after the server's own
+    # shutdown message: the reason the flow stopped is the last thing a user reads.
+    closing: list[str] = []
+    atexit.register(lambda: closing and print(closing[0], file=sys.stderr, flush=True))
     try:
         training_flow(params=params)
     except CxrError as exc:
-        print(f"\ncxr training flow stopped: {exc}", file=sys.stderr)
+        closing.append(f"\ncxr training flow stopped: {exc}")
         return 1
     return 0
 
