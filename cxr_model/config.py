@@ -20,7 +20,8 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "../shared/data/chest_xray"
+    landing: str = "../shared/data/chest_xray"
+    versioned: bool = True
     extensions: tuple[str, ...] = (".jpeg", ".jpg", ".png")
     val_fraction: float = 0.15
     seed: int = 42
@@ -47,6 +48,7 @@ class ModelConfig:
     filters: tuple[int, ...] = (16, 32, 64, 128, 256)
     dense_units: int = 128
     dropout: float = 0.4
+    normalize: str = "rescale"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class TrainConfig:
     early_stopping_patience: int = 5
     class_weights: str = "balanced"
     label_smoothing: float = 0.0
+    deterministic: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -105,9 +108,19 @@ class Config:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def landing(self) -> Path:
+        """Where new labelled images arrive: $CXR_DATA wins over params (a user's own copy)."""
+        return self._resolve(os.environ.get(DATA_ENV) or self.data.landing)
+
+    @property
+    def dvc_data(self) -> Path:
+        """The DVC-versioned import of the landing folder inside the project."""
+        return self.root / "data" / "chest_xray"
+
+    @property
     def data_source(self) -> Path:
-        """The landing folder: $CXR_DATA wins over params so users can point at their copy."""
-        return self._resolve(os.environ.get(DATA_ENV) or self.data.source)
+        """The folder the pipeline reads: the versioned import, or the landing folder in place."""
+        return self.dvc_data if self.data.versioned else self.landing
 
     @property
     def artifacts(self) -> Path:
@@ -209,6 +222,7 @@ def _check(cfg: Config) -> None:
         (cfg.train.class_weights in ("balanced", "none"), "train.class_weights must be balanced or none"),
         (len(cfg.model.filters) >= 1, "model.filters must list at least one block"),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (cfg.model.normalize in ("rescale", "per_image"), "model.normalize must be rescale or per_image"),
         (
             cfg.evaluate.threshold_method in ("youden_midrange", "target_sensitivity", "fixed"),
             "evaluate.threshold_method must be youden_midrange, target_sensitivity or fixed",

@@ -48,7 +48,7 @@ class Found:
 def discover(source: Path, extensions: tuple[str, ...]) -> list[Found]:
     """List images in the Kaggle layout, failing with one sentence when the layout is wrong."""
     if not source.exists():
-        raise DataError(f"landing folder not found: {source} (set CXR_DATA or data.source)")
+        raise DataError(f"landing folder not found: {source} (set CXR_DATA or data.landing)")
     if not source.is_dir():
         raise DataError(f"landing folder is not a directory: {source}")
     present = [s for s in SOURCE_SPLITS if (source / s).is_dir()]

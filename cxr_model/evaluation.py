@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from cxr_model.config import EvaluateConfig
 
@@ -48,6 +49,12 @@ def ranking_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     if len(np.unique(y)) < 2:
         return {"auc": float("nan"), "average_precision": float("nan")}
     return {"auc": float(roc_auc_score(y, p)), "average_precision": float(average_precision_score(y, p))}
+
+
+def roc_points(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    """The test ROC as a table, for `dvc plots`."""
+    fpr, tpr, thresholds = roc_curve(y, p)
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thresholds, 1.0)})
 
 
 def _youden_by_cut(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -54,6 +54,10 @@ class Layout:
         return self.train_dir / "model.keras"
 
     @property
+    def checkpoint(self) -> Path:
+        return self.train_dir / "checkpoint.keras"
+
+    @property
     def history(self) -> Path:
         return self.train_dir / "history.csv"
 
@@ -77,6 +81,10 @@ class Layout:
     @property
     def predictions(self) -> Path:
         return self.evaluate_dir / "predictions.csv"
+
+    @property
+    def roc_points(self) -> Path:
+        return self.evaluate_dir / "roc_points.csv"
 
     # register
     @property

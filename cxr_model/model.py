@@ -8,6 +8,15 @@ from keras import layers
 from cxr_model.config import AugmentConfig, ModelConfig
 
 
+class PerImageStandardize(layers.Layer):
+    """Zero mean, unit spread per image: removes exposure differences between scanners."""
+
+    def call(self, x):
+        mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        std = keras.ops.std(x, axis=(1, 2, 3), keepdims=True)
+        return (x - mean) / (std + 1e-3)
+
+
 def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
     """Conv blocks (conv-BN-ReLU, max-pool, dropout), global pooling, dense head, sigmoid.
 
@@ -16,7 +25,10 @@ def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
     """
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    if cfg.normalize == "per_image":
+        x = PerImageStandardize(name="standardize")(inputs)
+    else:
+        x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     for i, filters in enumerate(cfg.filters):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)

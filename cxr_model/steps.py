@@ -11,10 +11,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from cxr_model.config import Config
-from cxr_model.errors import ValidationFailed
+from cxr_model.errors import DataError, ValidationFailed
 
 log = logging.getLogger("cxr.steps")
 
@@ -61,13 +62,24 @@ def step(name: str) -> Callable:
     return wrap
 
 
+@step("import-data")
+def import_data(cfg: Config) -> dict:
+    """Bring the landing folder in as a DVC dataset version (a no-op when nothing changed)."""
+    from cxr_model import versioning
+
+    return versioning.import_landing(cfg)
+
+
 @step("ingest")
 def ingest(cfg: Config) -> dict:
-    """Scan the landing folder into the manifest, the duplicate report and a summary."""
-    from cxr_model import data
+    """Scan the dataset into the manifest, the duplicate report and a summary."""
+    from cxr_model import data, versioning
 
     lay = cfg.layout
     source = cfg.data_source
+    if cfg.data.versioned and not source.exists():
+        raise DataError(f"versioned dataset {source} not found: run `cxr import-data` (or `make data`) "
+                        f"to bring in the landing folder {cfg.landing}")
     manifest, duplicates = data.build_manifest(
         source, cfg.data.extensions, cfg.data.val_fraction, cfg.data.seed, cfg.data.max_image_pixels,
         index_path=lay.cache_dir / "ingest_index.csv",
@@ -75,7 +87,8 @@ def ingest(cfg: Config) -> dict:
     lay.manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(lay.manifest, index=False)
     duplicates.to_csv(lay.duplicates, index=False)
-    summary = {**data.summarize(manifest), "source": str(source), "duplicates_dropped": len(duplicates)}
+    summary = {**data.summarize(manifest), "source": str(source), "duplicates_dropped": len(duplicates),
+               "dvc_version": versioning.dataset_version(cfg)}
     _write_json(lay.ingest_summary, summary)
     log.info("ingest: %s", json.dumps(summary["counts"]))
     return summary
@@ -128,7 +141,7 @@ def train(cfg: Config) -> dict:
 
     lay = cfg.layout
     arrays = _arrays(cfg)
-    result = training.fit(arrays["train"], arrays["val"], cfg, lay.train_dir / "checkpoint.keras")
+    result = training.fit(arrays["train"], arrays["val"], cfg, lay.checkpoint)
     tmp = lay.model.with_name("model.tmp.keras")
     result.model.save(tmp)
     tmp.replace(lay.model)
@@ -148,6 +161,7 @@ def train(cfg: Config) -> dict:
 def evaluate(cfg: Config) -> dict:
     """Threshold from validation, then one scoring of the test split, with plots."""
     from cxr_model import evaluation, plots, training
+    from cxr_model.data import LABELS
     from cxr_model.model import keras
 
     lay = cfg.layout
@@ -158,13 +172,15 @@ def evaluate(cfg: Config) -> dict:
     metrics = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate)
     _write_json(lay.metrics, metrics)
     t = metrics["threshold"]["threshold"]
-    pd.DataFrame({"path": test.paths, "label": test.y, "probability": p_test, "predicted": (p_test >= t).astype(int)}
-                 ).to_csv(lay.predictions, index=False)
+    names = np.array(LABELS)
+    pd.DataFrame({"path": test.paths, "label": names[test.y], "probability": p_test,
+                  "predicted": names[(p_test >= t).astype(int)]}).to_csv(lay.predictions, index=False)
     out = lay.evaluate_dir
     plots.confusion_matrix(metrics["test"], out / "confusion_matrix.png",
                            f"test, threshold {t:.3f} ({metrics['threshold']['method']})")
     plots.confusion_matrix(metrics["test_at_0_5"], out / "confusion_matrix_at_0_5.png", "test, threshold 0.5")
     if len(set(test.y)) == 2:
+        evaluation.roc_points(test.y, p_test).to_csv(lay.roc_points, index=False)
         plots.roc(test.y, p_test, t, out / "roc.png", metrics["test"]["auc"])
         plots.precision_recall(test.y, p_test, out / "precision_recall.png", metrics["test"]["average_precision"])
     m = metrics["test"]
@@ -190,7 +206,8 @@ def register(cfg: Config) -> dict:
     threshold = float(metrics["threshold"]["threshold"])
     experiment_id = tracking.connect(cfg)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    tags = {"dataset_fingerprint": fingerprint, "git_commit": tracking.git_commit(cfg.root)}
+    tags = {"dataset_fingerprint": fingerprint, "dataset_dvc_md5": ingest_summary["dvc_version"],
+            "git_commit": tracking.git_commit(cfg.root)}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{stamp}") as run:
         mlflow.set_tags({**{f"cxr.{k}": v for k, v in tags.items()}, "cxr.status": "completed",
                          "cxr.data_source": ingest_summary["source"],
@@ -220,6 +237,6 @@ def register(cfg: Config) -> dict:
 
 
 STEPS: dict[str, Callable[[Config], dict]] = {
-    "ingest": ingest, "validate": validate, "profile": profile,
+    "import-data": import_data, "ingest": ingest, "validate": validate, "profile": profile,
     "train": train, "evaluate": evaluate, "register": register,
 }

@@ -53,7 +53,9 @@ def make_datasets(
         tf.data.Dataset.from_tensor_slices((train.x, train.y))
         .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
         .batch(cfg.train.batch_size)
-        .map(augment_batch, num_parallel_calls=autotune, deterministic=True)
+        # One augmentation thread keeps the random draws in a fixed order (reproducible runs);
+        # it still overlaps with the training step through prefetch.
+        .map(augment_batch, num_parallel_calls=1 if cfg.train.deterministic else autotune)
         .prefetch(autotune)
     )
     val_ds = (
@@ -84,6 +86,8 @@ def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResul
         raise ValueError("training and validation splits must both hold images")
     tc = cfg.train
     keras.utils.set_random_seed(tc.seed)
+    if tc.deterministic:
+        tf.config.experimental.enable_op_determinism()
     model = build_model(cfg.preprocess.image_size, cfg.model, tc.seed)
     steps = int(np.ceil(len(train) / tc.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(

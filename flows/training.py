@@ -1,4 +1,4 @@
-"""The training flow: ingest -> validate -> profile -> train -> evaluate -> register."""
+"""The training flow: [import-data ->] ingest -> validate -> profile -> train -> evaluate -> register."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from cxr_model.config import default_params_path
+from cxr_model.config import default_params_path, load_config
 from cxr_model.errors import CxrError
 from tasks import steps as t
 
@@ -25,6 +25,8 @@ def training_flow(params: str = "params.yaml") -> dict:
     """Run every step in order; a failing step (a failed validation gate) stops the rest."""
     params = str(Path(params).resolve())
     results = {}
+    if load_config(params).data.versioned:
+        results["import-data"] = t.import_data(params)
     for name, task in PIPELINE:
         results[name] = task(params)
     print(report(results))
@@ -33,9 +35,9 @@ def training_flow(params: str = "params.yaml") -> dict:
 
 def report(results: dict) -> str:
     """Wall time per step, training speed and test metrics, as a few readable lines."""
-    lines = ["", "step        seconds"]
-    lines += [f"{name:<10} {res.get('seconds', 0):>8.1f}" for name, res in results.items()]
-    lines.append(f"{'total':<10} {sum(r.get('seconds', 0) for r in results.values()):>8.1f}")
+    lines = ["", "step           seconds"]
+    lines += [f"{name:<12} {res.get('seconds', 0):>8.1f}" for name, res in results.items()]
+    lines.append(f"{'total':<12} {sum(r.get('seconds', 0) for r in results.values()):>8.1f}")
     train = results.get("train", {})
     if train:
         lines.append(f"training: {train['epochs_run']} epochs, {train['train_images_per_second']:.0f} images/s, "

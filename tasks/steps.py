@@ -13,6 +13,12 @@ def _run(name: str, params: str) -> dict:
     return steps.STEPS[name](load_config(params))
 
 
+@task(name="import-data", cache_policy=NONE)
+def import_data(params: str) -> dict:
+    """Landing folder -> DVC dataset version (new only when images changed)."""
+    return _run("import-data", params)
+
+
 @task(name="ingest", cache_policy=NONE)
 def ingest(params: str) -> dict:
     """Manifest of every image, duplicates handled, patient-grouped validation split."""

@@ -61,9 +61,10 @@ def dataset(tmp_path: Path) -> Path:
 
 
 def write_params(folder: Path, source: Path, **overrides: dict) -> Path:
-    """params.yaml from the project's own, pointed at `source`, with small-run settings."""
+    """params.yaml from the project's own, reading `source` in place, with small-run settings."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["source"] = str(source)
+    params["data"]["landing"] = str(source)
+    params["data"]["versioned"] = False
     params["validate"]["min_images_per_class"] = 2
     params["validate"]["min_side"] = 32
     params["preprocess"]["image_size"] = 32

@@ -10,7 +10,8 @@ from tests.conftest import ROOT
 
 def test_project_params_load_with_defaults_resolved_against_the_file():
     cfg = load_config(ROOT / "params.yaml")
-    assert cfg.data_source == (ROOT / ".." / "shared" / "data" / "chest_xray").resolve()
+    assert cfg.landing == (ROOT / ".." / "shared" / "data" / "chest_xray").resolve()
+    assert cfg.data_source == ROOT / "data" / "chest_xray"  # the DVC-versioned import
     assert cfg.artifacts == ROOT / "artifacts"
     assert cfg.tracking_uri == f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}"
     assert cfg.flat_params()["train.augment.horizontal_flip"] == "False"
@@ -20,7 +21,7 @@ def test_environment_overrides_data_source_and_tracking_uri(tmp_path, monkeypatc
     monkeypatch.setenv("CXR_DATA", str(tmp_path / "mine"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     cfg = load_config(ROOT / "params.yaml")
-    assert cfg.data_source == tmp_path / "mine"
+    assert cfg.landing == tmp_path / "mine"
     assert cfg.tracking_uri == "http://127.0.0.1:5000"
 
 

@@ -97,7 +97,7 @@ def test_flow_stops_with_one_sentence_on_a_missing_landing_folder(tmp_path):
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"cxr training flow stopped: landing folder not found: {tmp_path / 'nowhere'} " \
-                   "(set CXR_DATA or data.source)"
+                   "(set CXR_DATA or data.landing)"
     cfg = load_config(params)
     assert not cfg.layout.registration.exists()
 

@@ -1,0 +1,42 @@
+"""dvc.yaml and the library must agree on paths and commands, so the two drivers cannot drift."""
+
+from pathlib import Path
+
+import yaml
+
+from cxr_model.cli import STEP_NAMES
+from cxr_model.layout import Layout
+from flows.training import PIPELINE
+from tests.conftest import ROOT
+
+
+def _paths(entries):
+    for entry in entries or []:
+        yield next(iter(entry)) if isinstance(entry, dict) else entry
+
+
+def test_every_stage_runs_a_cxr_step_in_flow_order():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == [name for name, _ in PIPELINE]
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"cxr {name}" and name in STEP_NAMES
+
+
+def test_every_declared_output_is_a_layout_path():
+    layout = Layout(Path("artifacts"))
+    known = {str(getattr(layout, attr)) for attr in dir(Layout) if isinstance(getattr(Layout, attr), property)}
+    known |= {str(p) for p in (layout.evaluate_dir / n for n in (
+        "confusion_matrix.png", "confusion_matrix_at_0_5.png", "roc.png", "precision_recall.png"))}
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        for key in ("outs", "metrics", "plots"):
+            for path in _paths(stage.get(key)):
+                assert path in known, f"{path} is not in cxr_model/layout.py"
+
+
+def test_params_sections_exist():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        for key in stage.get("params", []):
+            assert key.split(".")[0] in params
