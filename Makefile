@@ -3,10 +3,13 @@
 PY := .venv/bin/python
 PARAMS ?= params.yaml
 
-.PHONY: setup run test test-unit test-e2e benchmark ui clean
+.PHONY: setup data run test test-unit test-e2e ui clean
 
 setup:
 	@bash scripts/setup_env.sh
+
+data: setup
+	.venv/bin/cxr import-data
 
 run: setup
 	$(PY) -m flows.training --params $(PARAMS)
@@ -19,9 +22,6 @@ test-unit: setup
 
 test-e2e: setup
 	$(PY) -m pytest -m e2e
-
-benchmark: setup
-	$(PY) -m benchmarks.full_flow --params $(PARAMS)
 
 ui: setup
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000

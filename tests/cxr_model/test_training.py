@@ -56,3 +56,17 @@ def test_fit_learns_a_separable_toy_problem(tmp_path):
     p = training.predict(result.model, split(32).x)
     assert p.shape == (32,) and ((p >= 0) & (p <= 1)).all()
     assert result.best_val_auc > 0.9
+
+
+def test_same_seed_gives_the_same_model(tmp_path):
+    from cxr_model.config import Config, PreprocessConfig, TrainConfig
+
+    rng = np.random.default_rng(1)
+    y = np.arange(64) % 2
+    x = rng.normal(100, 10, (64, 16, 16, 1))
+    x[y == 1, 4:12, 4:12] += 40
+    data = Arrays(np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int32), [str(i) for i in range(64)])
+    cfg = Config(preprocess=PreprocessConfig(image_size=16), model=ModelConfig(filters=(8,), dense_units=8),
+                 train=TrainConfig(epochs=2, batch_size=16, augment=AugmentConfig(gamma=0.2, noise=3.0)))
+    runs = [training.predict(training.fit(data, data, cfg, tmp_path / f"{i}.keras").model, data.x) for i in (0, 1)]
+    np.testing.assert_array_equal(runs[0], runs[1])
