@@ -10,7 +10,7 @@ import sys
 from cxr_model.config import load_config
 from cxr_model.errors import CxrError
 
-STEP_NAMES = ("import-data", "ingest", "validate", "profile", "train", "evaluate", "register")
+STEP_NAMES = ("import-data", "ingest", "validate", "profile", "train", "evaluate", "register", "promote")
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -87,6 +87,19 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class PromoteConfig:
+    min_val_auc: float = 0.95
+    min_val_sensitivity: float = 0.9
+    max_auc_drop: float = 0.005
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    cron: str = "0 2 * * *"
+    lock_timeout_seconds: int = 3600
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     artifact_root: str = "mlruns/artifacts"
@@ -103,6 +116,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     artifacts_dir: str = "artifacts"
     raw: dict = field(default_factory=dict, compare=False, repr=False)

@@ -90,3 +90,15 @@ class Layout:
     @property
     def registration(self) -> Path:
         return self.root / "register" / "registration.json"
+
+    @property
+    def promotion(self) -> Path:
+        return self.root / "register" / "promotion.json"
+
+    @property
+    def active_run(self) -> Path:
+        return self.root / "run" / "active.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".pipeline.lock"

@@ -62,6 +62,25 @@ def step(name: str) -> Callable:
     return wrap
 
 
+def start_tracking(cfg: Config, kind: str) -> dict:
+    """Close runs left open by killed processes, then open this execution's run."""
+    from cxr_model import tracking
+
+    swept = tracking.sweep_killed_runs(cfg)
+    return {"run_id": tracking.open_run(cfg, kind), "killed_runs_closed": swept}
+
+
+def champion_fingerprint(cfg: Config) -> str | None:
+    """Dataset fingerprint the current champion was trained on (None without a champion)."""
+    from cxr_model import promotion, tracking
+
+    client = tracking.client(cfg)
+    version = promotion.current_champion(client, cfg.mlflow.registered_model)
+    if version is None:
+        return None
+    return client.get_model_version(cfg.mlflow.registered_model, version).tags.get("dataset_fingerprint")
+
+
 @step("import-data")
 def import_data(cfg: Config) -> dict:
     """Bring the landing folder in as a DVC dataset version (a no-op when nothing changed)."""
@@ -205,10 +224,12 @@ def register(cfg: Config) -> dict:
     fingerprint = ingest_summary["fingerprint"]
     threshold = float(metrics["threshold"]["threshold"])
     experiment_id = tracking.connect(cfg)
+    run_id = tracking.active_run_id(cfg)  # opened by a flow; a DVC stage opens its own
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     tags = {"dataset_fingerprint": fingerprint, "dataset_dvc_md5": ingest_summary["dvc_version"],
-            "git_commit": tracking.git_commit(cfg.root)}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{stamp}") as run:
+            "git_commit": tracking.git_commit(cfg.root), "image_size": str(cfg.preprocess.image_size)}
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
+                          run_name=None if run_id else f"train-{stamp}") as run:
         mlflow.set_tags({**{f"cxr.{k}": v for k, v in tags.items()}, "cxr.status": "completed",
                          "cxr.data_source": ingest_summary["source"],
                          "cxr.threshold_method": metrics["threshold"]["method"]})
@@ -232,11 +253,52 @@ def register(cfg: Config) -> dict:
                         "registered_model": cfg.mlflow.registered_model, "version": version,
                         "threshold": threshold, "dataset_fingerprint": fingerprint,
                         "tracking_uri": cfg.tracking_uri}
+    lay.active_run.unlink(missing_ok=True)
     _write_json(lay.registration, registration)
     return registration
 
 
+@step("promote")
+def promote(cfg: Config) -> dict:
+    """Move the champion alias to the new version if it passes the gates and the comparison."""
+    import mlflow
+
+    from cxr_model import data, evaluation, preprocess, promotion, tracking, training
+
+    lay = cfg.layout
+    reg = _read_json(lay.registration)
+    metrics = _read_json(lay.metrics)
+    name, version = reg["registered_model"], str(reg["version"])
+    client = tracking.client(cfg)
+    champion_version = promotion.current_champion(client, name)
+    champion = None
+    if champion_version is not None and champion_version != version:
+        tags = client.get_model_version(name, champion_version).tags
+        size = int(tags.get("image_size", cfg.preprocess.image_size))
+        manifest = data.read_manifest(lay.manifest)
+        test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+        x = preprocess.decoded_pixels(test, cfg.data_source, size, cfg.data.max_image_pixels, lay.cache_dir)
+        model = mlflow.keras.load_model(f"models:/{name}/{champion_version}")
+        p = training.predict(model, x[..., None])
+        y = (test["label"] == data.LABELS[1]).to_numpy(dtype=int)
+        champion = {"version": champion_version, "eval_auc": evaluation.ranking_metrics(y, p)["auc"]}
+    candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],
+                 "eval_auc": metrics["test"]["auc"]}
+    decision = promotion.decide(candidate, champion, cfg.promote)
+    if champion_version == version:
+        decision = promotion.Decision(True, ["already the champion"])
+    else:
+        promotion.apply(client, name, version, decision)
+    client.set_tag(reg["run_id"], "cxr.promotion", decision.sentence()[:5000])
+    result = {"version": version, "promoted": decision.promote, "reasons": decision.reasons,
+              "previous_champion": champion_version,
+              "champion": promotion.current_champion(client, name)}
+    _write_json(lay.promotion, result)
+    print(f"{name} version {version} {decision.sentence()}")
+    return result
+
+
 STEPS: dict[str, Callable[[Config], dict]] = {
     "import-data": import_data, "ingest": ingest, "validate": validate, "profile": profile,
-    "train": train, "evaluate": evaluate, "register": register,
+    "train": train, "evaluate": evaluate, "register": register, "promote": promote,
 }

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import subprocess
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 
 import mlflow
@@ -27,6 +31,13 @@ def connect(cfg: Config) -> str:
         cfg.artifact_root.mkdir(parents=True, exist_ok=True)
         location = cfg.artifact_root.as_uri()
     return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+
+
+def client(cfg: Config) -> MlflowClient:
+    """A client bound to this project's store for both tracking and registry."""
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_registry_uri(cfg.tracking_uri)
+    return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
 
 
 def git_commit(root: Path) -> str:
@@ -76,24 +87,97 @@ def log_files(paths: list[Path], artifact_path: str) -> None:
             mlflow.log_artifact(str(path), artifact_path=artifact_path or None)
 
 
+def _active_file(cfg: Config) -> Path:
+    return cfg.layout.active_run
+
+
+def active_run_id(cfg: Config) -> str | None:
+    """The run a flow opened for this pipeline execution, if one is still open."""
+    path = _active_file(cfg)
+    if not path.is_file():
+        return None
+    run_id = json.loads(path.read_text()).get("run_id")
+    try:
+        run = client(cfg).get_run(run_id)
+    except Exception:
+        return None
+    return run_id if run.info.status == "RUNNING" else None
+
+
+def open_run(cfg: Config, kind: str) -> str:
+    """Open the execution's run before any step, so a crash or kill is visible in MLflow."""
+    experiment_id = connect(cfg)
+    run = client(cfg).create_run(experiment_id, run_name=f"{kind}-{_stamp()}", tags={
+        "cxr.status": "running", "cxr.pid": str(os.getpid()), "cxr.host": socket.gethostname(),
+        "cxr.git_commit": git_commit(cfg.root)})
+    path = _active_file(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run_id": run.info.run_id}))
+    return run.info.run_id
+
+
+def close_run(cfg: Config, status: str = "FINISHED", tags: dict[str, str] | None = None) -> None:
+    """End the execution's run (if still open) and forget it."""
+    run_id = active_run_id(cfg)
+    if run_id:
+        c = client(cfg)
+        for key, value in (tags or {}).items():
+            c.set_tag(run_id, key, value)
+        c.set_terminated(run_id, status=status)
+    _active_file(cfg).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_killed_runs(cfg: Config) -> list[str]:
+    """Mark runs whose process died without ending them (SIGKILL, power loss) as KILLED."""
+    c = client(cfg)
+    experiment = c.get_experiment_by_name(cfg.mlflow.experiment)
+    if experiment is None:
+        return []
+    swept = []
+    host = socket.gethostname()
+    for run in c.search_runs([experiment.experiment_id], "tags.`cxr.status` = 'running'"):
+        tags = run.data.tags
+        if run.info.status != "RUNNING" or tags.get("cxr.host") != host:
+            continue
+        if not _alive(int(tags.get("cxr.pid", "0") or 0)):
+            c.set_tag(run.info.run_id, "cxr.status", "killed")
+            c.set_tag(run.info.run_id, "cxr.error", "the process running this pipeline died before it ended")
+            c.set_terminated(run.info.run_id, status="KILLED")
+            swept.append(run.info.run_id)
+            log.warning("tracking: run %s was left open by a killed process; marked KILLED", run.info.run_id)
+    return swept
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
 def record_failure(cfg: Config, step: str, error: BaseException, evidence: list[Path]) -> str | None:
     """A FAILED run saying which step broke and why, with what the steps had written so far."""
     try:
         experiment_id = connect(cfg)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"failed-{step}") as run:
+        run_id = active_run_id(cfg)
+        with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
+                              run_name=None if run_id else f"failed-{step}") as run:
             mlflow.set_tags({"cxr.status": "failed", "cxr.failed_step": step,
                              "cxr.error": str(error)[:5000], "cxr.git_commit": git_commit(cfg.root)})
             mlflow.log_params(cfg.flat_params())
             mlflow.log_text("".join(traceback.format_exception(error)), "error.txt")
             log_files(evidence, "evidence")
             mlflow.end_run(status="FAILED")
-            log.info("tracking: recorded failed run %s", run.info.run_id)
-            return run.info.run_id
+        _active_file(cfg).unlink(missing_ok=True)
+        log.info("tracking: recorded failed run %s", run.info.run_id)
+        return run.info.run_id
     except Exception as exc:  # never hide the original error behind a tracking problem
         log.warning("tracking: could not record the failure in MLflow: %s", exc)
         return None
-
-
-def version_tags(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)

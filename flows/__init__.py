@@ -6,3 +6,4 @@ import os
 # temporary local server from trying to reach the internet.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "cxr")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")

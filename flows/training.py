@@ -1,4 +1,5 @@
-"""The training flow: [import-data ->] ingest -> validate -> profile -> train -> evaluate -> register."""
+"""The training flow: [import-data ->] ingest -> validate -> profile -> train -> evaluate ->
+register -> promote, one Prefect task per step."""
 
 from __future__ import annotations
 
@@ -12,23 +13,34 @@ from prefect import flow
 
 from cxr_model.config import default_params_path, load_config
 from cxr_model.errors import CxrError
+from cxr_model.locking import pipeline_lock
 from tasks import steps as t
 
 PIPELINE = (
     ("ingest", t.ingest), ("validate", t.validate), ("profile", t.profile),
-    ("train", t.train), ("evaluate", t.evaluate), ("register", t.register),
+    ("train", t.train), ("evaluate", t.evaluate), ("register", t.register), ("promote", t.promote),
 )
+TASKS = dict(PIPELINE)
+
+
+def run_steps(params: str, names: list[str], results: dict) -> dict:
+    """Run the named steps in order; a failing step raises and stops the rest."""
+    for name in names:
+        results[name] = TASKS[name](params)
+    return results
 
 
 @flow(name="cxr-training", log_prints=True)
 def training_flow(params: str = "params.yaml") -> dict:
-    """Run every step in order; a failing step (a failed validation gate) stops the rest."""
+    """Train, evaluate, register and (if it earns it) promote a model on the current data."""
     params = str(Path(params).resolve())
-    results = {}
-    if load_config(params).data.versioned:
-        results["import-data"] = t.import_data(params)
-    for name, task in PIPELINE:
-        results[name] = task(params)
+    cfg = load_config(params)
+    results: dict = {}
+    with pipeline_lock(cfg):
+        if cfg.data.versioned:
+            results["import-data"] = t.import_data(params)
+        t.start_tracking(params, "train")
+        run_steps(params, [name for name, _ in PIPELINE], results)
     print(report(results))
     return results
 
@@ -50,12 +62,19 @@ def report(results: dict) -> str:
     reg = results.get("register", {})
     if reg:
         lines.append(f"registered {reg['registered_model']} version {reg['version']} (run {reg['run_id']})")
+    promo = results.get("promote", {})
+    if promo:
+        verdict = "promoted to champion" if promo["promoted"] else "not promoted"
+        lines.append(f"version {promo['version']} {verdict}: {'; '.join(promo['reasons'])}")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the cxr training flow (Prefect).")
+def run_cli(flow_fn, argv: list[str] | None, description: str, extra=None) -> int:
+    """Shared command line of the flows: --params, clean one-sentence stop on user errors."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default=None, help="parameters file (default: $CXR_PARAMS or ./params.yaml)")
+    if extra:
+        extra(parser)
     args = parser.parse_args(argv)
     logging.getLogger("cxr").setLevel(logging.INFO)
     params = args.params or str(default_params_path())
@@ -64,11 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     closing: list[str] = []
     atexit.register(lambda: closing and print(closing[0], file=sys.stderr, flush=True))
     try:
-        training_flow(params=params)
+        flow_fn(params, args)
     except CxrError as exc:
-        closing.append(f"\ncxr training flow stopped: {exc}")
+        closing.append(f"\ncxr {flow_fn.__name__.replace('_', ' ')} stopped: {exc}")
         return 1
     return 0
+
+
+def _training(params: str, args: argparse.Namespace) -> None:
+    training_flow(params=params)
+
+
+_training.__name__ = "training_flow"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_training, argv, "Run the cxr training flow (Prefect).")
 
 
 if __name__ == "__main__":

@@ -53,3 +53,21 @@ def evaluate(params: str) -> dict:
 def register(params: str) -> dict:
     """MLflow run and a new registered model version."""
     return _run("register", params)
+
+
+@task(name="promote", cache_policy=NONE)
+def promote(params: str) -> dict:
+    """Champion alias moves only for a version that passes the gates and the comparison."""
+    return _run("promote", params)
+
+
+@task(name="start-tracking", cache_policy=NONE)
+def start_tracking(params: str, kind: str) -> dict:
+    """Open this execution's MLflow run (closing runs of killed executions first)."""
+    return steps.start_tracking(load_config(params), kind)
+
+
+@task(name="champion-fingerprint", cache_policy=NONE)
+def champion_fingerprint(params: str) -> str | None:
+    """Fingerprint of the data the current champion learned from."""
+    return steps.champion_fingerprint(load_config(params))

@@ -13,13 +13,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from PIL import Image
 
 from cxr_model import steps
 from cxr_model.config import load_config
 from cxr_model.errors import DataError, ValidationFailed
-from tests.conftest import normal_name, pneumonia_name, synthetic_xray, write_params
+from tests.conftest import mlflow_client, normal_name, pneumonia_name, synthetic_xray, write_params
 
 NEW = "train/NORMAL/IM-0900-0001"
 
@@ -81,7 +80,7 @@ def cfg(dataset, tmp_path):
 
 def _registry_is_empty(cfg) -> bool:
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    return MlflowClient(cfg.tracking_uri).search_registered_models() == []
+    return mlflow_client(cfg.tracking_uri).search_registered_models() == []
 
 
 @pytest.mark.parametrize("case", sorted(CRITICAL))

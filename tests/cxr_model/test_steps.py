@@ -1,21 +1,21 @@
 """The library steps chained on a synthetic dataset, with a real MLflow store in tmp_path."""
 
+import dataclasses
 import json
 
 import mlflow
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 from cxr_model import cli, steps
 from cxr_model.config import load_config
 from cxr_model.errors import ValidationFailed
-from tests.conftest import write_params
+from tests.conftest import mlflow_client, write_params
 
 
 def _client(cfg):
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    return MlflowClient(cfg.tracking_uri)
+    return mlflow_client(cfg.tracking_uri)
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def cfg(dataset, tmp_path):
 
 
 def test_steps_in_order_produce_a_tracked_registered_model(cfg):
-    for name in ("ingest", "validate", "profile", "train", "evaluate", "register"):
+    for name in ("ingest", "validate", "profile", "train", "evaluate", "register", "promote"):
         result = steps.STEPS[name](cfg)
         assert result["seconds"] >= 0
     lay = cfg.layout
@@ -49,6 +49,16 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg):
     version = client.get_model_version(cfg.mlflow.registered_model, reg["version"])
     assert float(version.tags["threshold"]) == pytest.approx(metrics["threshold"]["threshold"])
     assert version.run_id == reg["run_id"]
+    assert str(client.get_model_version_by_alias("cxr-pneumonia", "champion").version) == reg["version"]
+
+    # A second version that fails a gate is registered but the champion stays.
+    strict = dataclasses.replace(cfg, promote=dataclasses.replace(cfg.promote, min_val_auc=1.01))
+    second = steps.register(strict)
+    outcome = steps.promote(strict)
+    assert second["version"] != reg["version"] and not outcome["promoted"]
+    assert "< gate 1.01" in outcome["reasons"][0]
+    assert str(client.get_model_version_by_alias("cxr-pneumonia", "champion").version) == reg["version"]
+    assert client.get_model_version("cxr-pneumonia", second["version"]).tags["promotion.decision"] == "rejected"
 
 
 def test_failed_validation_records_a_failed_run_and_registers_nothing(cfg, dataset, capsys):

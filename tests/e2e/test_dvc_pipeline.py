@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlflow import MlflowClient
 
-from tests.conftest import ROOT, make_dataset, write_params
+from tests.conftest import ROOT, make_dataset, mlflow_client, write_params
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -60,10 +59,10 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_runs_the_pipeline_and_logs_to_mlflow(project):
     proc = sh(project, "dvc", "repro")
-    assert ran_stages(proc) == {"ingest", "validate", "profile", "train", "evaluate", "register"}
+    assert ran_stages(proc) == {"ingest", "validate", "profile", "train", "evaluate", "register", "promote"}
     reg = json.loads((project / "artifacts/register/registration.json").read_text())
     dvc_md5 = yaml.safe_load((project / "data/chest_xray.dvc").read_text())["outs"][0]["md5"]
-    client = MlflowClient(f"sqlite:///{project / 'mlruns/mlflow.db'}")
+    client = mlflow_client(f"sqlite:///{project / 'mlruns/mlflow.db'}")
     run = client.get_run(reg["run_id"])
     assert run.data.tags["cxr.dataset_dvc_md5"] == dvc_md5
     assert client.get_model_version("cxr-pneumonia", reg["version"]).tags["dataset_dvc_md5"] == dvc_md5
@@ -84,7 +83,7 @@ def test_changing_a_training_parameter_reruns_only_downstream_stages(project):
     raw["train"]["epochs"] = 2
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     proc = sh(project, "dvc", "repro")
-    assert ran_stages(proc) == {"train", "evaluate", "register"}
+    assert ran_stages(proc) == {"train", "evaluate", "register", "promote"}
     assert "train.epochs" in sh(project, "dvc", "params", "diff").stdout
 
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 from cxr_model.config import load_config
-from tests.conftest import REAL_DATA, ROOT, write_params
+from tests.conftest import REAL_DATA, ROOT, mlflow_client, write_params
 
 pytestmark = [
     pytest.mark.e2e,
@@ -61,7 +60,7 @@ def test_flow_tracks_and_registers_the_model(finished):
     cfg, proc = finished
     reg = json.loads(cfg.layout.registration.read_text())
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    client = MlflowClient(cfg.tracking_uri)
+    client = mlflow_client(cfg.tracking_uri)
     run = client.get_run(reg["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params == cfg.flat_params()
@@ -112,7 +111,7 @@ def test_flow_stops_before_training_on_an_unreadable_image(tmp_path):
     assert "person9999_virus_1.jpeg" in proc.stderr
     cfg = load_config(params)
     assert not cfg.layout.model.exists()
-    client = MlflowClient(cfg.tracking_uri)
+    client = mlflow_client(cfg.tracking_uri)
     assert client.search_registered_models() == []
     failed = client.search_runs([client.get_experiment_by_name("cxr-pneumonia").experiment_id])
     assert [r.data.tags["cxr.failed_step"] for r in failed] == ["validate"]

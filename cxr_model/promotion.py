@@ -1,0 +1,81 @@
+"""Champion/challenger: a new version becomes `champion` only if it passes the gates and is not
+worse than the current champion on the same fixed evaluation set."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from cxr_model.config import PromoteConfig
+
+log = logging.getLogger("cxr.promotion")
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def sentence(self) -> str:
+        verdict = "promoted to champion" if self.promote else "not promoted"
+        return f"{verdict}: " + "; ".join(self.reasons)
+
+
+def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Decision:
+    """Gate the candidate on its validation metrics, then compare it with the champion.
+
+    `candidate` holds val_auc, val_sensitivity (at its stored threshold) and eval_auc;
+    `champion` holds eval_auc of the current champion on the same evaluation images, or is None.
+    """
+    reasons, ok = [], True
+    if candidate["val_auc"] < gates.min_val_auc:
+        ok = False
+        reasons.append(f"validation AUC {candidate['val_auc']:.4f} < gate {gates.min_val_auc}")
+    if candidate["val_sensitivity"] < gates.min_val_sensitivity:
+        ok = False
+        reasons.append(f"validation sensitivity {candidate['val_sensitivity']:.4f} < gate "
+                       f"{gates.min_val_sensitivity}")
+    if ok:
+        reasons.append(f"passes gates (validation AUC {candidate['val_auc']:.4f}, "
+                       f"sensitivity {candidate['val_sensitivity']:.4f})")
+    if champion is None:
+        reasons.append("no current champion")
+    else:
+        drop = champion["eval_auc"] - candidate["eval_auc"]
+        compare = (f"evaluation AUC {candidate['eval_auc']:.4f} vs champion v{champion['version']} "
+                   f"{champion['eval_auc']:.4f}")
+        if drop > gates.max_auc_drop:
+            ok = False
+            reasons.append(f"{compare}: worse by {drop:.4f} > margin {gates.max_auc_drop}")
+        else:
+            reasons.append(f"{compare}: within margin {gates.max_auc_drop}")
+    return Decision(ok, reasons)
+
+
+def current_champion(client: MlflowClient, name: str) -> str | None:
+    """Version number holding the champion alias, or None."""
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def apply(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
+    """Record the decision on the version; move the alias last, in one registry call.
+
+    The version is tagged `pending` before the alias moves, so a crash at any point leaves
+    the previous champion in place and no version wrongly marked as promoted.
+    """
+    client.set_model_version_tag(name, version, "promotion.reasons", "; ".join(decision.reasons))
+    if not decision.promote:
+        client.set_model_version_tag(name, version, "promotion.decision", "rejected")
+        return
+    client.set_model_version_tag(name, version, "promotion.decision", "pending")
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promotion.decision", "promoted")
+    log.info("promotion: %s version %s is now @%s", name, version, CHAMPION)

@@ -1,0 +1,69 @@
+"""The retrain flow: bring in the landing folder, and train + promote only when the data
+changed since the champion was trained (or when forced). `--serve` runs it on a schedule."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from prefect import flow
+
+from cxr_model.config import load_config
+from cxr_model.locking import pipeline_lock
+from flows.training import PIPELINE, report, run_cli, run_steps
+from tasks import steps as t
+
+
+@flow(name="cxr-retrain", log_prints=True)
+def retrain_flow(params: str = "params.yaml", force: bool = False) -> dict:
+    """New data -> new model version, promoted only if it earns it; same data -> quick no-op."""
+    params = str(Path(params).resolve())
+    cfg = load_config(params)
+    results: dict = {}
+    with pipeline_lock(cfg):
+        if cfg.data.versioned:
+            results["import-data"] = t.import_data(params)
+        results["ingest"] = t.ingest(params)
+        current = results["ingest"]["fingerprint"]
+        trained_on = t.champion_fingerprint(params)
+        if trained_on == current and not force:
+            print(f"retrain: data unchanged since the champion was trained (fingerprint {current[:12]}); "
+                  "nothing to do")
+            return {**results, "retrained": False}
+        why = "forced" if force else ("no champion yet" if trained_on is None else "new data")
+        print(f"retrain: training on data {current[:12]} ({why})")
+        t.start_tracking(params, "retrain")
+        run_steps(params, [name for name, _ in PIPELINE if name != "ingest"], results)
+    print(report(results))
+    return {**results, "retrained": True}
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="retrain even if the data did not change")
+    parser.add_argument("--serve", action="store_true",
+                        help="serve a deployment that runs the flow on retrain.cron (params.yaml)")
+    parser.add_argument("--interval", type=float, default=None,
+                        help="with --serve: run every N seconds instead of the cron (demos, tests)")
+
+
+def _retrain(params: str, args: argparse.Namespace) -> None:
+    if not args.serve:
+        retrain_flow(params=params, force=args.force)
+        return
+    cfg = load_config(params)
+    schedule = ({"interval": timedelta(seconds=args.interval)} if args.interval else {"cron": cfg.retrain.cron})
+    print(f"serving deployment cxr-retrain/scheduled ({schedule}); Ctrl-C to stop", flush=True)
+    retrain_flow.serve(name="scheduled", parameters={"params": params, "force": args.force}, **schedule)
+
+
+_retrain.__name__ = "retrain_flow"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_retrain, argv, "Run (or serve on a schedule) the cxr retrain flow (Prefect).", _add_options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Scheduled retraining, champion safety, kills and concurrency, with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cxr_model.config import load_config
+from tests.conftest import ROOT, make_dataset, mlflow_client, normal_name, synthetic_xray, write_params
+
+pytestmark = pytest.mark.e2e
+
+
+def _env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CXR_", "MLFLOW_"))}
+
+
+def retrain(params: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.retrain", "--params", str(params), *extra],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def start(params: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "flows.retrain", "--params", str(params), *extra],
+                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def add_patient(landing: Path, patient: int) -> None:
+    synthetic_xray(10_000 + patient, "NORMAL").save(landing / "train" / "NORMAL" / normal_name(patient, 1))
+
+
+def versions(cfg) -> list[str]:
+    client = mlflow_client(cfg.tracking_uri)
+    return sorted(str(v.version) for v in client.search_model_versions(f"name='{cfg.mlflow.registered_model}'"))
+
+
+def champion(cfg) -> str:
+    return str(mlflow_client(cfg.tracking_uri).get_model_version_by_alias(cfg.mlflow.registered_model, "champion").version)
+
+
+@pytest.fixture
+def project(tmp_path):
+    landing = make_dataset(tmp_path / "landing")
+    params = write_params(tmp_path / "project", landing)
+    proc = retrain(params)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return params, landing, load_config(params)
+
+
+def test_unchanged_data_is_a_quick_no_op_and_new_data_retrains(project):
+    params, landing, cfg = project
+    assert versions(cfg) == ["1"] and champion(cfg) == "1"
+    again = retrain(params)
+    assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr
+    assert versions(cfg) == ["1"]
+    add_patient(landing, 40)
+    grown = retrain(params)
+    assert grown.returncode == 0 and "(new data)" in grown.stdout + grown.stderr
+    assert versions(cfg) == ["1", "2"]
+
+
+def test_sigkill_mid_epoch_leaves_the_champion_and_the_next_run_completes(project):
+    params, landing, cfg = project
+    raw = params.read_text().replace("epochs: 1", "epochs: 400")
+    params.write_text(raw)
+    proc = start(params, "--force")
+    seen = ""
+    deadline = time.time() + 300
+    while "Epoch 3/400" not in seen and time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen += line
+    assert "Epoch 3/400" in seen, seen[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    client = mlflow_client(cfg.tracking_uri)
+    exp = client.get_experiment_by_name("cxr-pneumonia")
+    open_runs = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+    assert len(open_runs) == 1
+    assert versions(cfg) == ["1"] and champion(cfg) == "1"
+
+    params.write_text(raw.replace("epochs: 400", "epochs: 1"))
+    after = retrain(params, "--force")
+    assert after.returncode == 0, after.stdout[-2000:] + after.stderr[-2000:]
+    killed = client.get_run(open_runs[0].info.run_id)
+    assert killed.info.status == "KILLED" and killed.data.tags["cxr.status"] == "killed"
+    assert versions(cfg) == ["1", "2"]
+
+
+def test_two_retrains_at_once_do_not_collide(project):
+    params, landing, cfg = project
+    add_patient(landing, 41)
+    first, second = start(params), start(params)
+    outs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs[0][-2000:] + outs[1][-2000:]
+    assert sum("(new data)" in o for o in outs) == 1
+    assert sum("nothing to do" in o for o in outs) == 1
+    assert versions(cfg) == ["1", "2"]
+    runs = mlflow_client(cfg.tracking_uri).search_runs(
+        [mlflow_client(cfg.tracking_uri).get_experiment_by_name("cxr-pneumonia").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+
+
+def test_served_deployment_fires_on_its_schedule(tmp_path):
+    landing = make_dataset(tmp_path / "landing")
+    params = write_params(tmp_path / "project", landing)
+    proc = start(params, "--serve", "--interval", "5")
+    seen, deadline = "", time.time() + 300
+    try:
+        while "nothing to do" not in seen and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            seen += line
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    # The first scheduled run trains the first champion; a later one finds nothing new.
+    assert "(no champion yet)" in seen and "nothing to do" in seen, seen[-3000:]
+    assert champion(load_config(params)) == "1"
