@@ -8,6 +8,7 @@ from keras import layers
 from cxr_model.config import AugmentConfig, ModelConfig
 
 
+@keras.saving.register_keras_serializable(package="cxr")
 class PerImageStandardize(layers.Layer):
     """Zero mean, unit spread per image: removes exposure differences between scanners."""
 
@@ -44,6 +45,7 @@ def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="cxr_cnn")
 
 
+@keras.saving.register_keras_serializable(package="cxr")
 class RandomScanner(layers.Layer):
     """Random gamma curve and sensor noise on 0-255 pixels, mimicking other scanners."""
 

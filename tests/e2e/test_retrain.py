@@ -26,10 +26,23 @@ def retrain(params: Path, *extra: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
 
 
-def start(params: Path, *extra: str) -> subprocess.Popen:
+def start(params: Path, *extra: str, log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "w") if log else subprocess.PIPE
+    env = {**_env(), "PREFECT_HOME": str(params.parent / "prefect-home")}
     return subprocess.Popen([sys.executable, "-m", "flows.retrain", "--params", str(params), *extra],
-                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
+
+
+def wait_for(log: Path, proc: subprocess.Popen, text: str, seconds: float) -> str:
+    """Poll a process's log file until `text` shows up, the process ends, or time runs out."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        seen = log.read_text(errors="replace")
+        if text in seen or proc.poll() is not None:
+            return seen
+        time.sleep(1)
+    return log.read_text(errors="replace")
 
 
 def add_patient(landing: Path, patient: int) -> None:
@@ -70,14 +83,9 @@ def test_sigkill_mid_epoch_leaves_the_champion_and_the_next_run_completes(projec
     params, landing, cfg = project
     raw = params.read_text().replace("epochs: 1", "epochs: 400")
     params.write_text(raw)
-    proc = start(params, "--force")
-    seen = ""
-    deadline = time.time() + 300
-    while "Epoch 3/400" not in seen and time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen += line
+    log = params.parent / "killed.log"
+    proc = start(params, "--force", log=log)
+    seen = wait_for(log, proc, "Epoch 3/400", 300)
     assert "Epoch 3/400" in seen, seen[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
@@ -113,14 +121,10 @@ def test_two_retrains_at_once_do_not_collide(project):
 def test_served_deployment_fires_on_its_schedule(tmp_path):
     landing = make_dataset(tmp_path / "landing")
     params = write_params(tmp_path / "project", landing)
-    proc = start(params, "--serve", "--interval", "5")
-    seen, deadline = "", time.time() + 300
+    log = tmp_path / "serve.log"
+    proc = start(params, "--serve", "--interval", "5", log=log)
     try:
-        while "nothing to do" not in seen and time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            seen += line
+        seen = wait_for(log, proc, "nothing to do", 300)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
