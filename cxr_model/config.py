@@ -49,6 +49,7 @@ class ModelConfig:
     dense_units: int = 128
     dropout: float = 0.4
     normalize: str = "rescale"
+    convs_deep: int = 1
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def _check(cfg: Config) -> None:
         (len(cfg.model.filters) >= 1, "model.filters must list at least one block"),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
         (cfg.model.normalize in ("rescale", "per_image"), "model.normalize must be rescale or per_image"),
+        (1 <= cfg.model.convs_deep <= 3, "model.convs_deep must be 1, 2 or 3"),
         (
             cfg.evaluate.threshold_method in ("youden_midrange", "target_sensitivity", "fixed"),
             "evaluate.threshold_method must be youden_midrange, target_sensitivity or fixed",

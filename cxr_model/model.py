@@ -31,9 +31,12 @@ def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
     else:
         x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     for i, filters in enumerate(cfg.filters):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
-        x = layers.ReLU(name=f"relu{i + 1}")(x)
+        # Deeper blocks run at low resolution, so a second conv there is cheap capacity.
+        for j in range(cfg.convs_deep if i >= 2 else 1):
+            suffix = f"{i + 1}" if j == 0 else f"{i + 1}_{j + 1}"
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{suffix}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{suffix}")(x)
+            x = layers.ReLU(name=f"relu{suffix}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
         if i > 0:
             x = layers.SpatialDropout2D(0.1, name=f"drop{i + 1}")(x)

@@ -19,7 +19,7 @@ from prefect import flow
 from cxr_model.config import load_config
 from cxr_model.errors import CxrError
 from cxr_model.locking import pipeline_lock
-from flows.training import PIPELINE, report, run_cli, run_steps
+from flows.training import PIPELINE, import_if_versioned, report, run_cli, run_steps
 from tasks import steps as t
 
 
@@ -30,8 +30,7 @@ def retrain_flow(params: str = "params.yaml", force: bool = False) -> dict:
     cfg = load_config(params)
     results: dict = {}
     with pipeline_lock(cfg):
-        if cfg.data.versioned:
-            results["import-data"] = t.import_data(params)
+        import_if_versioned(params, results)
         results["ingest"] = t.ingest(params)
         current = results["ingest"]["fingerprint"]
         trained_on = t.champion_fingerprint(params)

@@ -23,6 +23,12 @@ PIPELINE = (
 TASKS = dict(PIPELINE)
 
 
+def import_if_versioned(params: str, results: dict) -> None:
+    """Bring the landing folder in as a dataset version when the pipeline reads the DVC copy."""
+    if load_config(params).data.versioned:
+        results["import-data"] = t.import_data(params)
+
+
 def run_steps(params: str, names: list[str], results: dict) -> dict:
     """Run the named steps in order; a failing step raises and stops the rest."""
     for name in names:
@@ -37,8 +43,7 @@ def training_flow(params: str = "params.yaml") -> dict:
     cfg = load_config(params)
     results: dict = {}
     with pipeline_lock(cfg):
-        if cfg.data.versioned:
-            results["import-data"] = t.import_data(params)
+        import_if_versioned(params, results)
         t.start_tracking(params, "train")
         run_steps(params, [name for name, _ in PIPELINE], results)
     print(report(results))
