@@ -7,7 +7,6 @@ import functools
 import json
 import logging
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -225,11 +224,10 @@ def register(cfg: Config) -> dict:
     threshold = float(metrics["threshold"]["threshold"])
     experiment_id = tracking.connect(cfg)
     run_id = tracking.active_run_id(cfg)  # opened by a flow; a DVC stage opens its own
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     tags = {"dataset_fingerprint": fingerprint, "dataset_dvc_md5": ingest_summary["dvc_version"],
             "git_commit": tracking.git_commit(cfg.root), "image_size": str(cfg.preprocess.image_size)}
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
-                          run_name=None if run_id else f"train-{stamp}") as run:
+                          run_name=None if run_id else f"train-{tracking.stamp()}") as run:
         mlflow.set_tags({**{f"cxr.{k}": v for k, v in tags.items()}, "cxr.status": "completed",
                          "cxr.data_source": ingest_summary["source"],
                          "cxr.threshold_method": metrics["threshold"]["method"]})

@@ -107,7 +107,7 @@ def active_run_id(cfg: Config) -> str | None:
 def open_run(cfg: Config, kind: str) -> str:
     """Open the execution's run before any step, so a crash or kill is visible in MLflow."""
     experiment_id = connect(cfg)
-    run = client(cfg).create_run(experiment_id, run_name=f"{kind}-{_stamp()}", tags={
+    run = client(cfg).create_run(experiment_id, run_name=f"{kind}-{stamp()}", tags={
         "cxr.status": "running", "cxr.pid": str(os.getpid()), "cxr.host": socket.gethostname(),
         "cxr.git_commit": git_commit(cfg.root)})
     path = _active_file(cfg)
@@ -158,7 +158,8 @@ def sweep_killed_runs(cfg: Config) -> list[str]:
     return swept
 
 
-def _stamp() -> str:
+def stamp() -> str:
+    """UTC time for run names."""
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 
