@@ -152,6 +152,16 @@ def _arrays(cfg: Config):
     )
 
 
+def _sample_images(cfg: Config, n: int) -> np.ndarray:
+    """A few validation images through the shared preprocessing (for the model signature)."""
+    from cxr_model import data, images
+
+    manifest = data.read_manifest(cfg.layout.manifest)
+    paths = manifest.loc[manifest["split"] == "val", "path"].head(n)
+    size, limit = cfg.preprocess.image_size, cfg.data.max_image_pixels
+    return np.stack([images.load_for_model(cfg.data_source / p, size, limit) for p in paths])[..., None]
+
+
 @step("train")
 def train(cfg: Config) -> dict:
     """Fit the CNN; write the model, the per-epoch history and the training curves."""
@@ -243,7 +253,7 @@ def register(cfg: Config) -> dict:
         tracking.log_files([lay.history, lay.training_curves, lay.train_summary], "training")
         tracking.log_files([lay.metrics, lay.predictions, *sorted(lay.evaluate_dir.glob("*.png"))], "evaluation")
         model = keras.models.load_model(lay.model, compile=False)
-        sample = _arrays(cfg)["val"].x[:2]
+        sample = _sample_images(cfg, 2)
         model_uri, version = registry.log_and_register(
             model, sample, cfg.mlflow.registered_model, threshold, {**tags, "run_id": run.info.run_id}
         )

@@ -43,12 +43,13 @@ def _dvc(cfg: Config, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def _recorded_source(cfg: Config) -> Path | None:
+def _recorded_path(cfg: Config) -> str | None:
+    """The landing path as the committed .dvc file spells it (relative to data/)."""
     path = dvc_file(cfg)
     if not path.is_file():
         return None
     deps = (yaml.safe_load(path.read_text()) or {}).get("deps") or [{}]
-    return (path.parent / deps[0].get("path", "")).resolve()
+    return deps[0].get("path")
 
 
 def import_landing(cfg: Config) -> dict:
@@ -67,8 +68,12 @@ def import_landing(cfg: Config) -> dict:
         raise DataError(f"{cfg.root} is not a DVC project (run `dvc init` there)")
     before = dataset_version(cfg)
     target = cfg.dvc_data
-    rel = os.path.relpath(landing, target.parent)
-    if _recorded_source(cfg) != landing.resolve() or not target.exists():
+    recorded = _recorded_path(cfg)
+    same_source = recorded is not None and (target.parent / recorded).resolve() == landing.resolve()
+    # Keep the committed spelling when it names the same folder, so the .dvc file only changes
+    # when the data does.
+    rel = recorded if same_source else os.path.relpath(landing, target.parent)
+    if not same_source or not target.exists():
         log.info("import-data: importing %s -> %s", landing, target)
         target.parent.mkdir(parents=True, exist_ok=True)
         _dvc(cfg, "import-url", "--force", rel, str(target.relative_to(cfg.root)))
