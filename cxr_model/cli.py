@@ -1,4 +1,5 @@
-"""`cxr <step>`: the command line that dvc.yaml stages (and people) run."""
+"""`cxr <step>`: the command line that dvc.yaml stages (and people) run; plus `cxr predict`
+and `cxr card` for using a registered model."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
-from cxr_model.config import load_config
+from cxr_model.config import Config, load_config
 from cxr_model.errors import CxrError
 
 STEP_NAMES = ("import-data", "ingest", "validate", "profile", "train", "evaluate", "register", "promote")
@@ -22,17 +24,82 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+def _load_predictor(cfg: Config, model: str | None, threshold: float | None):
+    from cxr_model import serving, tracking
+
+    tracking.client(cfg)  # bind MLflow to this project's store before resolving models:/ URIs
+    uri = serving.resolve_uri(model, cfg.mlflow.registered_model)
+    settings = {"max_pixels": cfg.data.max_image_pixels, "predict": cfg.predict}
+    try:
+        return serving.load_predictor(uri, threshold, settings)
+    except Exception as exc:  # MLflow raises many types for a missing model or alias
+        hint = " (no champion yet: run `make run` first, or pass --model)" if model is None else ""
+        raise CxrError(f"cannot load model {uri}: {str(exc).splitlines()[0]}{hint}") from None
+
+
+def predict(cfg: Config, args: argparse.Namespace) -> int:
+    """Score files and folders; a per-file reason for anything that cannot be scored."""
+    from cxr_model import prediction
+
+    files, missing = prediction.collect_inputs(args.paths)
+    for path in missing:
+        print(f"cxr predict: {path}: no such file or folder", file=sys.stderr)
+    if not files:
+        raise CxrError("no image files found in " + ", ".join(args.paths))
+    predictor = _load_predictor(cfg, args.model, args.threshold)
+    out = Path(args.out)
+    results = predictor.predict_files(files, out_dir=None if args.no_gradcam else out / "gradcam")
+    info = {"source": predictor.source, "threshold": predictor.threshold, "image_size": predictor.image_size,
+            "version": predictor.card.get("version"), "run_id": predictor.card.get("run_id")}
+    csv_path, json_path = prediction.write_summary(results, out, info)
+    for row in results.itertuples():
+        verdict = f"refused: {row.error}" if isinstance(row.error, str) else f"{row.probability:.4f}  {row.label}"
+        print(f"{row.path}\t{verdict}")
+    scored = int(results["error"].isna().sum())
+    print(f"\n{scored} of {len(results)} images scored with {predictor.source} (threshold "
+          f"{predictor.threshold:.4f}); {len(results) - scored} refused. Summary: {csv_path}, {json_path}"
+          + ("" if args.no_gradcam else f"; Grad-CAM overlays in {out / 'gradcam'}"))
+    print("Decision support only: a clinician reads every film.")
+    return 0 if not missing else 1
+
+
+def card(cfg: Config, args: argparse.Namespace) -> int:
+    """Print the model card stored with a registered version (Markdown, or JSON with --json)."""
+    from cxr_model.model_card import render_markdown
+
+    predictor = _load_predictor(cfg, args.model, None)
+    if not predictor.card:
+        raise CxrError(f"{predictor.source} carries no model card")
+    print(json.dumps(predictor.card, indent=2) if args.json else render_markdown(predictor.card))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cxr", description="cxr pneumonia pipeline steps")
+    parser = argparse.ArgumentParser(prog="cxr", description="cxr pneumonia pipeline steps and prediction")
     parser.add_argument("--params", help="parameters file (default: $CXR_PARAMS or ./params.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STEP_NAMES:
         sub.add_parser(name, help=f"run the {name} step")
+    model_help = ("model to use: a registered version number, @alias, models:/ or runs:/ URI, an MLflow "
+                  "model folder, or a .keras file (default: models:/<registered_model>@champion)")
+    p = sub.add_parser("predict", help="score new images (JPEG, PNG, DICOM) with a registered model")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--out", default="predictions", help="folder for the summary and overlays (default: predictions)")
+    p.add_argument("--threshold", type=float, help="override the model's stored decision threshold")
+    p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM overlays")
+    c = sub.add_parser("card", help="show the model card of a registered model")
+    c.add_argument("--model", help=model_help)
+    c.add_argument("--json", action="store_true", help="print the card as JSON")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
         cfg = load_config(args.params)
+        if args.command == "predict":
+            return predict(cfg, args)
+        if args.command == "card":
+            return card(cfg, args)
         from cxr_model import steps
 
         result = steps.STEPS[args.command](cfg)

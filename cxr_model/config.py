@@ -50,6 +50,8 @@ class ModelConfig:
     dropout: float = 0.4
     normalize: str = "rescale"
     convs_deep: int = 1
+    arch: str = "plain"
+    stem_filters: int = 24
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class TrainConfig:
     early_stopping_patience: int = 5
     class_weights: str = "balanced"
     label_smoothing: float = 0.0
+    weight_decay: float = 0.0
+    warmup_epochs: int = 0
+    jit_compile: bool = False
     deterministic: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -85,6 +90,18 @@ class EvaluateConfig:
     youden_tolerance: float = 0.02
     target_sensitivity: float = 0.95
     fixed_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    max_image_bytes: int = 20_000_000
+    min_side: int = 64
+    max_aspect_ratio: float = 2.0
+    max_colourfulness: float = 12.0
+    min_contrast: float = 40.0
+    mean_intensity: tuple[float, ...] = (20.0, 235.0)
+    batch_size: int = 64
+    gradcam_size: int = 512
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
@@ -240,12 +258,20 @@ def _check(cfg: Config) -> None:
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
         (cfg.model.normalize in ("rescale", "per_image"), "model.normalize must be rescale or per_image"),
         (1 <= cfg.model.convs_deep <= 3, "model.convs_deep must be 1, 2 or 3"),
+        (cfg.model.arch in ("plain", "residual"), "model.arch must be plain or residual"),
+        (cfg.model.stem_filters >= 1, "model.stem_filters must be >= 1"),
+        (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
+        (0 <= cfg.train.warmup_epochs < cfg.train.epochs, "train.warmup_epochs must be in [0, epochs)"),
         (
             cfg.evaluate.threshold_method in ("youden_midrange", "target_sensitivity", "fixed"),
             "evaluate.threshold_method must be youden_midrange, target_sensitivity or fixed",
         ),
         (0.0 < cfg.evaluate.target_sensitivity <= 1.0, "evaluate.target_sensitivity must be in (0, 1]"),
         (0.0 < cfg.evaluate.fixed_threshold < 1.0, "evaluate.fixed_threshold must be in (0, 1)"),
+        (cfg.predict.max_image_bytes > 0, "predict.max_image_bytes must be > 0"),
+        (len(cfg.predict.mean_intensity) == 2 and cfg.predict.mean_intensity[0] < cfg.predict.mean_intensity[1],
+         "predict.mean_intensity must be [low, high]"),
+        (cfg.predict.batch_size >= 1, "predict.batch_size must be >= 1"),
         (all(e.startswith(".") for e in cfg.data.extensions), "data.extensions must start with a dot"),
     ]
     for ok, message in rules:
@@ -269,7 +295,12 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"{params_path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{params_path} must hold a mapping of sections")
+    return build_config(raw, params_path.parent)
+
+
+def build_config(raw: dict, root: Path) -> Config:
+    """Checked settings from an already-parsed params mapping (relative paths hang off root)."""
     cfg = _build(Config, raw, "")
-    cfg = dataclasses.replace(cfg, root=params_path.parent, raw=raw)
+    cfg = dataclasses.replace(cfg, root=Path(root), raw=raw)
     _check(cfg)
     return cfg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from cxr_model.config import EvaluateConfig
@@ -103,6 +104,32 @@ def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, cfg: EvaluateConfig) 
     }
 
 
+def bootstrap_ci(
+    y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, dict[str, float]]:
+    """Percentile bootstrap intervals: a 600-image test set leaves points of sampling error."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
+    yb, pb = y[idx], p[idx]
+    pred = pb >= threshold
+    tp, fp = (pred & yb).sum(1), (pred & ~yb).sum(1)
+    tn, fn = (~pred & ~yb).sum(1), (~pred & yb).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sens, spec, prec = tp / (tp + fn), tn / (tn + fp), tp / (tp + fp)
+        n_pos, n_neg = yb.sum(1), (~yb).sum(1)
+        ranks = rankdata(pb, axis=1)  # Mann-Whitney form of the AUC, ties averaged
+        auc = (np.where(yb, ranks, 0).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        values = {"auc": auc, "accuracy": (tp + tn) / len(y), "sensitivity": sens, "specificity": spec,
+                  "precision": prec, "f1": 2 * prec * sens / (prec + sens), "balanced_accuracy": (sens + spec) / 2}
+    tail = (1.0 - level) / 2 * 100
+    out = {}
+    for name, arr in values.items():
+        arr = arr[np.isfinite(arr)]
+        lo, hi = np.percentile(arr, [tail, 100 - tail]) if len(arr) else (np.nan, np.nan)
+        out[name] = {"low": float(lo), "high": float(hi)}
+    return out
+
+
 def evaluate_predictions(
     y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, cfg: EvaluateConfig
 ) -> dict:
@@ -113,6 +140,7 @@ def evaluate_predictions(
         "threshold": choice,
         "test": {**ranking_metrics(y_test, p_test), **threshold_metrics(y_test, p_test, t)},
         "test_at_0_5": threshold_metrics(y_test, p_test, 0.5),
+        "test_ci95": bootstrap_ci(y_test, p_test, t) if len(y_test) else {},
         "val": {**ranking_metrics(y_val, p_val), **threshold_metrics(y_val, p_val, t)},
         "counts": {"val": int(len(y_val)), "test": int(len(y_test))},
     }

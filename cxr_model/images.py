@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow's own bomb guard stays on as a second line behind max_pixels.
 Image.MAX_IMAGE_PIXELS = 200_000_000
@@ -48,6 +48,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             img.load()
     except ImageError:
         raise
+    except UnidentifiedImageError:
+        raise ImageError("cannot decode: not an image file (format not recognised)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"decompression-bomb guard: not decoded ({exc})") from None
     except Exception as exc:  # Pillow raises many types for broken files
@@ -55,14 +57,19 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     return img
 
 
+def stretch_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Min-max stretch of 16-bit, float or DICOM values to 0-255."""
+    arr = np.asarray(arr, dtype=np.float32)
+    lo, hi = float(arr.min()), float(arr.max())
+    scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    return np.round(scaled).astype(np.uint8)
+
+
 def to_gray(img: Image.Image) -> np.ndarray:
     """Any Pillow mode to 8-bit grayscale; 16-bit and float images are stretched to 0-255."""
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float32)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        return np.round(scaled).astype(np.uint8)
+        return stretch_to_uint8(np.asarray(img, dtype=np.float32))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
@@ -70,6 +77,33 @@ def to_gray(img: Image.Image) -> np.ndarray:
     if img.mode == "CMYK":
         img = img.convert("RGB")
     return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def colourfulness(img: Image.Image) -> float:
+    """Mean spread between colour channels (0 for grayscale): X-rays carry no colour."""
+    if img.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
+        return 0.0
+    rgb = np.asarray(img.convert("RGB").reduce(max(1, min(img.size) // 256)), dtype=np.int16)
+    return float(np.mean(rgb.max(axis=2) - rgb.min(axis=2)))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded file: the grayscale pixels plus what plausibility checks need."""
+
+    gray: np.ndarray
+    colourfulness: float
+    format: str
+
+
+def decode(data: bytes, max_pixels: int) -> Decoded:
+    """Bytes of a JPEG, PNG (8/16-bit) or DICOM file to 8-bit grayscale at native size."""
+    from cxr_model import dicom
+
+    if dicom.is_dicom(data):
+        return Decoded(dicom.decode_dicom(data, max_pixels), 0.0, "DICOM")
+    img = open_image(data, max_pixels)
+    return Decoded(to_gray(img), colourfulness(img), img.format or "unknown")
 
 
 def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
@@ -80,10 +114,14 @@ def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def preprocess(gray: np.ndarray, size: int) -> np.ndarray:
+    """Native grayscale -> the model input (size, size) uint8: the one preprocessing path."""
+    return resize_square(gray, size)
+
+
 def load_for_model(path: str | Path, size: int, max_pixels: int) -> np.ndarray:
-    """The single preprocessing path: file -> uint8 array (size, size)."""
-    data = Path(path).read_bytes()
-    return resize_square(to_gray(open_image(data, max_pixels)), size)
+    """File -> model input, as used for the training cache and for prediction alike."""
+    return preprocess(decode(Path(path).read_bytes(), max_pixels).gray, size)
 
 
 def inspect_file(path: str | Path, max_pixels: int) -> ImageFacts:

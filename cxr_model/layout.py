@@ -88,8 +88,20 @@ class Layout:
 
     # register
     @property
+    def register_dir(self) -> Path:
+        return self.root / "register"
+
+    @property
     def registration(self) -> Path:
-        return self.root / "register" / "registration.json"
+        return self.register_dir / "registration.json"
+
+    @property
+    def model_card(self) -> Path:
+        return self.register_dir / "model_card.md"
+
+    @property
+    def model_card_json(self) -> Path:
+        return self.register_dir / "model_card.json"
 
     @property
     def promotion(self) -> Path:

@@ -18,8 +18,48 @@ class PerImageStandardize(layers.Layer):
         return (x - mean) / (std + 1e-3)
 
 
+def _conv_bn(x, filters: int, name: str, strides: int = 1, kernel: int = 3, relu: bool = True):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"conv{name}")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"bn{name}")(x)
+    return layers.ReLU(name=f"relu{name}")(x) if relu else x
+
+
+def _plain_body(x, cfg: ModelConfig):
+    """VGG-like: conv-BN-ReLU blocks at full resolution, each followed by max-pooling."""
+    for i, filters in enumerate(cfg.filters):
+        # Deeper blocks run at low resolution, so a second conv there is cheap capacity.
+        for j in range(cfg.convs_deep if i >= 2 else 1):
+            x = _conv_bn(x, filters, f"{i + 1}" if j == 0 else f"{i + 1}_{j + 1}")
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+        if i > 0:
+            x = layers.SpatialDropout2D(0.1, name=f"drop{i + 1}")(x)
+    return x
+
+
+def _residual_block(x, filters: int, name: str, strides: int):
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = _conv_bn(x, filters, f"{name}_proj", strides=strides, kernel=1, relu=False)
+    y = _conv_bn(x, filters, f"{name}_a", strides=strides)
+    y = _conv_bn(y, filters, f"{name}_b", relu=False)
+    return layers.ReLU(name=f"relu{name}_out")(layers.Add(name=f"add{name}")([shortcut, y]))
+
+
+def _residual_body(x, cfg: ModelConfig):
+    """ResNet-like: a strided stem, then one strided residual block per stage (about 2.5x faster
+    per image on this CPU than the plain body, which convolves at full resolution)."""
+    x = _conv_bn(x, cfg.stem_filters, "_stem", strides=2)
+    for i, filters in enumerate(cfg.filters):
+        x = _residual_block(x, filters, f"{i + 1}", strides=2)
+        for j in range(1, cfg.convs_deep if i >= 2 else 1):
+            x = _residual_block(x, filters, f"{i + 1}_{j + 1}", strides=1)
+        if i > 0:
+            x = layers.SpatialDropout2D(0.1, name=f"drop{i + 1}")(x)
+    return x
+
+
 def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
-    """Conv blocks (conv-BN-ReLU, max-pool, dropout), global pooling, dense head, sigmoid.
+    """Conv body (plain or residual), global pooling, dense head, sigmoid.
 
     The model takes raw 0-255 grayscale pixels and rescales them itself, so a saved model
     needs no preprocessing beyond the shared decode-and-resize.
@@ -30,21 +70,12 @@ def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
         x = PerImageStandardize(name="standardize")(inputs)
     else:
         x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    for i, filters in enumerate(cfg.filters):
-        # Deeper blocks run at low resolution, so a second conv there is cheap capacity.
-        for j in range(cfg.convs_deep if i >= 2 else 1):
-            suffix = f"{i + 1}" if j == 0 else f"{i + 1}_{j + 1}"
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{suffix}")(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"bn{suffix}")(x)
-            x = layers.ReLU(name=f"relu{suffix}")(x)
-        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
-        if i > 0:
-            x = layers.SpatialDropout2D(0.1, name=f"drop{i + 1}")(x)
+    x = _residual_body(x, cfg) if cfg.arch == "residual" else _plain_body(x, cfg)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(cfg.dropout, name="head_drop1")(x)
     x = layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(cfg.dropout, name="head_drop2")(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="cxr_cnn")
 
 

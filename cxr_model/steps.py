@@ -152,14 +152,13 @@ def _arrays(cfg: Config):
     )
 
 
-def _sample_images(cfg: Config, n: int) -> np.ndarray:
-    """A few validation images through the shared preprocessing (for the model signature)."""
-    from cxr_model import data, images
+def _sample_files(cfg: Config, n: int) -> list[bytes]:
+    """A few validation image files (the registered model's signature example)."""
+    from cxr_model import data
 
     manifest = data.read_manifest(cfg.layout.manifest)
     paths = manifest.loc[manifest["split"] == "val", "path"].head(n)
-    size, limit = cfg.preprocess.image_size, cfg.data.max_image_pixels
-    return np.stack([images.load_for_model(cfg.data_source / p, size, limit) for p in paths])[..., None]
+    return [(cfg.data_source / p).read_bytes() for p in paths]
 
 
 @step("train")
@@ -222,8 +221,9 @@ def register(cfg: Config) -> dict:
     """One MLflow run with params, per-epoch metrics, test metrics, plots and the model version."""
     import mlflow
 
-    from cxr_model import registry, tracking
+    from cxr_model import model_card, registry, tracking
     from cxr_model.model import keras
+    from cxr_model.prediction import Predictor
 
     lay = cfg.layout
     ingest_summary = _read_json(lay.ingest_summary)
@@ -253,10 +253,19 @@ def register(cfg: Config) -> dict:
         tracking.log_files([lay.history, lay.training_curves, lay.train_summary], "training")
         tracking.log_files([lay.metrics, lay.predictions, *sorted(lay.evaluate_dir.glob("*.png"))], "evaluation")
         model = keras.models.load_model(lay.model, compile=False)
-        sample = _sample_images(cfg, 2)
+        predictor = Predictor(model, threshold, cfg.preprocess.image_size, cfg.data.max_image_pixels, cfg.predict)
+        model_info = {"architecture": cfg.model.arch, "parameters": int(model.count_params()),
+                      "input": f"grayscale {cfg.preprocess.image_size}x{cfg.preprocess.image_size}, 0-255"}
+        card = model_card.build_card(cfg.mlflow.registered_model, ingest_summary, train_summary, metrics,
+                                     model_info, tags["git_commit"], run.info.run_id)
         model_uri, version = registry.log_and_register(
-            model, sample, cfg.mlflow.registered_model, threshold, {**tags, "run_id": run.info.run_id}
+            lay.model, predictor, _sample_files(cfg, 2), card, lay.register_dir / "model",
+            cfg.mlflow.registered_model, {**tags, "run_id": run.info.run_id},
         )
+        card["version"] = version
+        lay.model_card.write_text(model_card.render_markdown(card))
+        _write_json(lay.model_card_json, card)
+        tracking.log_files([lay.model_card, lay.model_card_json], "model_card")
         registration = {"run_id": run.info.run_id, "experiment_id": experiment_id, "model_uri": model_uri,
                         "registered_model": cfg.mlflow.registered_model, "version": version,
                         "threshold": threshold, "dataset_fingerprint": fingerprint,
@@ -269,9 +278,7 @@ def register(cfg: Config) -> dict:
 @step("promote")
 def promote(cfg: Config) -> dict:
     """Move the champion alias to the new version if it passes the gates and the comparison."""
-    import mlflow
-
-    from cxr_model import data, evaluation, preprocess, promotion, tracking, training
+    from cxr_model import data, evaluation, preprocess, promotion, serving, tracking
 
     lay = cfg.layout
     reg = _read_json(lay.registration)
@@ -286,8 +293,7 @@ def promote(cfg: Config) -> dict:
         manifest = data.read_manifest(lay.manifest)
         test = manifest[manifest["split"] == "test"].reset_index(drop=True)
         x = preprocess.decoded_pixels(test, cfg.data_source, size, cfg.data.max_image_pixels, lay.cache_dir)
-        model = mlflow.keras.load_model(f"models:/{name}/{champion_version}")
-        p = training.predict(model, x[..., None])
+        p = serving.load_predictor(f"models:/{name}/{champion_version}").probabilities(x)
         y = (test["label"] == data.LABELS[1]).to_numpy(dtype=int)
         champion = {"version": champion_version, "eval_auc": evaluation.ranking_metrics(y, p)["auc"]}
     candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],

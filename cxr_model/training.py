@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_model.config import Config
+from cxr_model.config import Config, TrainConfig
 from cxr_model.model import build_augmenter, build_model, keras
 from cxr_model.preprocess import Arrays
 import tensorflow as tf
@@ -80,6 +80,23 @@ class _EpochTimer(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
 
 
+def make_optimizer(tc: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam (AdamW when weight_decay > 0) with an optional linear warm-up, then cosine decay."""
+    warmup = tc.warmup_epochs * steps_per_epoch
+    decay = max(1, steps_per_epoch * tc.epochs - warmup)
+    alpha = tc.min_learning_rate / tc.learning_rate
+    if warmup:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            tc.learning_rate * 0.1, decay_steps=decay, alpha=alpha,
+            warmup_target=tc.learning_rate, warmup_steps=warmup,
+        )
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=decay, alpha=alpha)
+    if tc.weight_decay > 0:
+        return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay)
+    return keras.optimizers.Adam(schedule)
+
+
 def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResult:
     """Train with early stopping and checkpointing on validation AUC; return the best model."""
     if len(train) == 0 or len(val) == 0:
@@ -89,14 +106,11 @@ def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResul
     if tc.deterministic:
         tf.config.experimental.enable_op_determinism()
     model = build_model(cfg.preprocess.image_size, cfg.model, tc.seed)
-    steps = int(np.ceil(len(train) / tc.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        tc.learning_rate, decay_steps=steps * tc.epochs, alpha=tc.min_learning_rate / tc.learning_rate
-    )
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=make_optimizer(tc, steps_per_epoch=int(np.ceil(len(train) / tc.batch_size))),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        jit_compile=tc.jit_compile,
     )
     train_ds, val_ds = make_datasets(train, val, cfg)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)

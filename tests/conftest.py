@@ -74,6 +74,7 @@ def write_params(folder: Path, source: Path, **overrides: dict) -> Path:
     params["data"]["versioned"] = False
     params["validate"]["min_images_per_class"] = 2
     params["validate"]["min_side"] = 32
+    params["predict"]["min_side"] = 32
     params["preprocess"]["image_size"] = 32
     params["model"]["filters"] = [8, 16]
     params["model"]["dense_units"] = 16

@@ -1,0 +1,128 @@
+"""Try a configuration on the full data without touching the main pipeline outputs.
+
+    python -m benchmarks.experiment NAME --set model.arch=residual --set train.epochs=20
+    python -m benchmarks.experiment --table          # the results table, as Markdown
+
+Each run trains and evaluates through the same library steps as the flow, in
+artifacts/experiments/NAME (sharing the main manifest and decoded-array cache, so run
+`cxr ingest` first), logs an MLflow run to the experiment `cxr-pneumonia-experiments`, and
+appends one row to benchmarks/experiments.jsonl. Configurations are compared by validation
+metrics; test metrics are recorded for every row so the gap between the two stays visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "experiments.jsonl"
+EXPERIMENT = "cxr-pneumonia-experiments"
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """`a.b.c=value` strings (value parsed as YAML) applied to a copy of the params tree."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set needs key=value, got {item!r}")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def run(name: str, overrides: list[str], params: Path, note: str) -> dict:
+    """Train and evaluate one configuration; return its results row."""
+    import mlflow
+
+    from cxr_model import steps, tracking
+    from cxr_model.cli import setup_logging
+    from cxr_model.config import build_config, load_config
+
+    setup_logging()
+    base = load_config(params)
+    raw = apply_overrides(base.raw, overrides)
+    raw["artifacts_dir"] = str(base.artifacts / "experiments" / name)
+    raw.setdefault("mlflow", {})["experiment"] = EXPERIMENT
+    cfg = build_config(raw, base.root)
+    out = cfg.artifacts
+    out.mkdir(parents=True, exist_ok=True)
+    for shared in ("ingest", "cache"):  # same manifest and decoded arrays as the main pipeline
+        link = out / shared
+        if not link.exists():
+            os.symlink(base.artifacts / shared, link)
+    if not base.layout.manifest.exists():
+        raise SystemExit(f"{base.layout.manifest} missing: run `cxr ingest` first")
+    fit = steps.train(cfg)
+    metrics = steps.evaluate(cfg) and json.loads(cfg.layout.metrics.read_text())
+    row = {
+        "name": name, "overrides": overrides, "note": note, "git_commit": tracking.git_commit(ROOT),
+        "val_auc": metrics["val"]["auc"], "val_ap": metrics["val"]["average_precision"],
+        "threshold": metrics["threshold"]["threshold"], "test": metrics["test"],
+        "test_at_0_5": metrics["test_at_0_5"], "test_ci95": metrics.get("test_ci95", {}),
+        "epochs_run": fit["epochs_run"], "best_epoch": fit["best_epoch"],
+        "train_seconds": fit["train_seconds"], "train_images_per_second": fit["train_images_per_second"],
+    }
+    experiment_id = tracking.connect(cfg)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name):
+        mlflow.set_tags({"cxr.kind": "experiment", "cxr.overrides": " ".join(overrides), "cxr.note": note})
+        mlflow.log_params(cfg.flat_params())
+        import pandas as pd
+
+        tracking.log_history(pd.read_csv(cfg.layout.history))
+        tracking.log_metric_tree("", {"test": metrics["test"], "test_at_0_5": metrics["test_at_0_5"],
+                                      "val_final": metrics["val"], "fit": fit})
+        tracking.log_files([cfg.layout.training_curves, cfg.layout.metrics,
+                            *sorted(cfg.layout.evaluate_dir.glob("*.png"))], "")
+    with RESULTS.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of every row, best validation AUC first."""
+    head = ("| run | overrides | val AUC | test AUC | threshold | test acc | sens | spec | acc @0.5 "
+            "| epochs | train s | img/s |\n" + "|---" * 12 + "|")
+    lines = [head]
+    for r in sorted(rows, key=lambda r: -r["val_auc"]):
+        t, t5 = r["test"], r["test_at_0_5"]
+        lines.append(
+            f"| {r['name']} | {' '.join(r['overrides']) or '(params.yaml)'} | {r['val_auc']:.4f} | {t['auc']:.4f} "
+            f"| {r['threshold']:.3f} | {t['accuracy']:.4f} | {t['sensitivity']:.4f} | {t['specificity']:.4f} "
+            f"| {t5['accuracy']:.4f} | {r['best_epoch']}/{r['epochs_run']} | {r['train_seconds']:.0f} "
+            f"| {r['train_images_per_second']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", help="experiment name (a folder under artifacts/experiments)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--note", default="")
+    parser.add_argument("--table", action="store_true", help="print the results table and exit")
+    args = parser.parse_args(argv)
+    if args.table:
+        rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+        print(table(rows))
+        return 0
+    if not args.name:
+        parser.error("a NAME is needed (or --table)")
+    row = run(args.name, args.overrides, args.params, args.note)
+    print(table([row]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

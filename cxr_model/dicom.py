@@ -1,0 +1,48 @@
+"""DICOM chest films to the same 8-bit grayscale the model was trained on."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def is_dicom(data: bytes) -> bool:
+    """Part-10 files carry 'DICM' after a 128-byte preamble."""
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
+    """Pixels after the modality LUT (rescale slope/intercept) and VOI LUT (window), with
+    MONOCHROME1 inverted so bone is bright as in the training JPEGs; returns uint8 (h, w)."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    from cxr_model.images import ImageError, stretch_to_uint8
+
+    try:
+        ds = dcmread(io.BytesIO(data), force=False)
+    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
+        raise ImageError(f"cannot read DICOM: {exc}") from None
+    if "PixelData" not in ds:
+        raise ImageError("DICOM file holds no image (no PixelData element)")
+    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    if rows * cols > max_pixels:
+        raise ImageError(f"decompression-bomb guard: {cols}x{rows} pixels exceeds the "
+                         f"{max_pixels:,}-pixel limit; not decoded")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # missing codec, truncated data, ...
+        raise ImageError(f"cannot decode DICOM pixels: {exc}") from None
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[0]
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageError(f"DICOM photometric interpretation {photometric} is not a grayscale radiograph")
+    values = apply_voi_lut(apply_modality_lut(pixels, ds), ds).astype(np.float32)
+    if int(ds.get("BitsStored", 16)) <= 8 and values.min() >= 0 and values.max() <= 255:
+        gray = np.round(values).astype(np.uint8)  # already 8-bit display values: keep them
+    else:
+        gray = stretch_to_uint8(values)  # 12/16-bit or rescaled values: window result to 0-255
+    return 255 - gray if photometric == "MONOCHROME1" else gray

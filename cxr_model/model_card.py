@@ -1,0 +1,130 @@
+"""The model card stored with every registered version: what the model is for, what it was
+trained on, how good it is (with uncertainty) and where it must not be trusted."""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+
+PACKAGES = ("cxr", "tensorflow-cpu", "keras", "numpy", "pillow", "pydicom", "mlflow", "scikit-learn")
+
+INTENDED_USE = (
+    "Decision support for reading pediatric (age 1-5) frontal (PA/AP) chest X-rays: flags films "
+    "likely to show pneumonia for a clinician's review. Not a diagnosis; a clinician reads every film."
+)
+LIMITATIONS = [
+    "Trained on one hospital's pediatric films (Guangzhou Women and Children's Medical Center); "
+    "other scanners, sites and populations may behave differently.",
+    "Adult films, lateral views, CT slices and non-chest images are out of distribution: the model "
+    "still outputs a probability for them. Cheap plausibility checks refuse only clearly wrong inputs "
+    "(colour, blank, tiny, extreme shape).",
+    "The validation split is nearly separable, so validation metrics overstate performance on new "
+    "cohorts; the test figures below are the honest estimate, with bootstrap 95 % intervals.",
+    "Separates NORMAL from PNEUMONIA only (bacterial and viral together); other findings are not detected.",
+    "Images are squashed to a square without keeping the aspect ratio, as the training data was.",
+]
+
+
+def software_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def build_card(
+    name: str, ingest: dict, train: dict, metrics: dict, model_info: dict, git_commit: str, run_id: str
+) -> dict:
+    """The card as a dict (stored as JSON; the Markdown is rendered from it)."""
+    threshold = metrics["threshold"]
+    return {
+        "model": name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_id": run_id,
+        "git_commit": git_commit,
+        "intended_use": INTENDED_USE,
+        "training_data": {
+            "source": ingest.get("source"), "dvc_md5": ingest.get("dvc_version"),
+            "manifest_fingerprint": ingest.get("fingerprint"), "counts": ingest.get("counts"),
+            "duplicates_dropped": ingest.get("duplicates_dropped"),
+            "validation_split": "patient-grouped, stratified, taken from train",
+        },
+        "model_details": {**model_info, "epochs_run": train.get("epochs_run"),
+                          "best_epoch": train.get("best_epoch"), "train_seconds": train.get("train_seconds")},
+        "threshold": {
+            "value": threshold["threshold"], "method": threshold["method"],
+            "how_chosen": "on the patient-grouped validation split only, never on test; "
+                          + {"youden_midrange": "middle of the range of thresholds whose Youden J is "
+                                                "within the tolerance of the best",
+                             "target_sensitivity": "highest threshold keeping the target validation sensitivity",
+                             "fixed": "fixed value from params"}.get(threshold["method"], threshold["method"]),
+        },
+        "test_metrics": {k: metrics["test"][k] for k in
+                         ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy")},
+        "test_ci95": metrics.get("test_ci95", {}),
+        "test_at_0_5": {k: metrics["test_at_0_5"][k] for k in ("accuracy", "sensitivity", "specificity")},
+        "test_images": metrics.get("counts", {}).get("test"),
+        "validation_auc": metrics["val"]["auc"],
+        "limitations": LIMITATIONS,
+        "software": software_versions(),
+    }
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f} %"
+
+
+def render_markdown(card: dict) -> str:
+    """Human-readable card."""
+    t, ci = card["test_metrics"], card["test_ci95"]
+    rows = []
+    for key in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy"):
+        fmt = (lambda v: f"{v:.3f}") if key == "auc" else _pct
+        interval = f"{fmt(ci[key]['low'])} – {fmt(ci[key]['high'])}" if key in ci else "n/a"
+        rows.append(f"| {key.replace('_', ' ')} | {fmt(t[key])} | {interval} |")
+    data = card["training_data"]
+    counts = data.get("counts") or {}
+    count_lines = [f"- {split}: " + ", ".join(f"{label} {n}" for label, n in labels.items())
+                   for split, labels in counts.items()]
+    th = card["threshold"]
+    at05 = card["test_at_0_5"]
+    version = f" version {card['version']}" if card.get("version") else ""
+    return "\n".join([
+        f"# Model card: {card['model']}{version}",
+        "",
+        f"Created {card['created']} from MLflow run `{card['run_id']}` (code `{card['git_commit'][:12]}`).",
+        "",
+        "## Intended use",
+        card["intended_use"],
+        "",
+        "## Training data",
+        f"Source `{data['source']}`, DVC version `{data['dvc_md5']}`, manifest fingerprint "
+        f"`{data['manifest_fingerprint']}`; {data['duplicates_dropped']} byte-identical duplicates dropped; "
+        f"validation split {data['validation_split']}.",
+        *count_lines,
+        "",
+        "## Model",
+        ", ".join(f"{k} {v}" for k, v in card["model_details"].items()),
+        "",
+        "## Decision threshold",
+        f"{th['value']:.4f} ({th['method']}): {th['how_chosen']}.",
+        "",
+        f"## Test metrics ({card['test_images']} held-out images, at the threshold above)",
+        "| metric | value | bootstrap 95 % CI |",
+        "| --- | --- | --- |",
+        *rows,
+        "",
+        f"At threshold 0.5: accuracy {_pct(at05['accuracy'])}, sensitivity {_pct(at05['sensitivity'])}, "
+        f"specificity {_pct(at05['specificity'])}. Validation AUC {card['validation_auc']:.4f}.",
+        "",
+        "## Known limitations",
+        *[f"- {item}" for item in card["limitations"]],
+        "",
+        "## Software",
+        ", ".join(f"{k} {v}" for k, v in card["software"].items()),
+        "",
+    ])

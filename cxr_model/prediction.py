@@ -1,0 +1,168 @@
+"""Score new images with a trained model: the same preprocessing as training, per-file reasons
+for unusable inputs, and Grad-CAM overlays."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr_model import images
+from cxr_model.config import PredictConfig
+from cxr_model.data import LABELS
+from cxr_model.images import ImageError
+from cxr_model.plausibility import implausibility
+
+log = logging.getLogger("cxr.prediction")
+
+SETTINGS_FILE = "settings.json"
+FILE_TYPES = (".jpeg", ".jpg", ".png", ".dcm", ".dicom")
+
+
+@dataclass
+class Prepared:
+    """One input after decoding: model-ready pixels, or the reason it cannot be scored."""
+
+    x: np.ndarray | None = None
+    gray: np.ndarray | None = None
+    error: str = ""
+
+
+@dataclass
+class Predictor:
+    """A loaded model with everything needed to use it like the pipeline did."""
+
+    model: object
+    threshold: float
+    image_size: int
+    max_pixels: int
+    settings: PredictConfig = field(default_factory=PredictConfig)
+    card: dict = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        import tensorflow as tf
+
+        model = self.model
+        spec = tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.float32)
+        # A traced call avoids Keras predict()'s per-call set-up: single images in a few ms.
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    # -- settings travel with the model ------------------------------------------------------
+    def settings_dict(self) -> dict:
+        return {"threshold": self.threshold, "image_size": self.image_size, "max_pixels": self.max_pixels,
+                "predict": dataclasses.asdict(self.settings), "labels": list(LABELS)}
+
+    @classmethod
+    def from_files(cls, model_path: str | Path, settings_path: str | Path, card: dict | None = None,
+                   source: str = "") -> "Predictor":
+        from cxr_model.model import keras
+
+        s = json.loads(Path(settings_path).read_text())
+        predict = PredictConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in s["predict"].items()})
+        model = keras.models.load_model(model_path, compile=False)
+        return cls(model, float(s["threshold"]), int(s["image_size"]), int(s["max_pixels"]), predict,
+                   card or {}, source or str(model_path))
+
+    # -- scoring -------------------------------------------------------------------------------
+    def prepare(self, data: bytes) -> Prepared:
+        """Decode and check one input; never raises for bad input."""
+        if len(data) > self.settings.max_image_bytes:
+            return Prepared(error=f"upload of {len(data):,} bytes exceeds the "
+                                  f"{self.settings.max_image_bytes:,}-byte limit")
+        try:
+            decoded = images.decode(data, self.max_pixels)
+        except ImageError as exc:
+            return Prepared(error=f"not a usable image: {exc}")
+        reason = implausibility(decoded, self.settings)
+        if reason:
+            return Prepared(gray=decoded.gray, error=f"not a plausible frontal chest X-ray: {reason}")
+        return Prepared(x=images.preprocess(decoded.gray, self.image_size), gray=decoded.gray)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """P(pneumonia) for uint8 images shaped (n, size, size) or (n, size, size, 1)."""
+        x = np.asarray(x, dtype=np.float32).reshape(-1, self.image_size, self.image_size, 1)
+        out = [self._forward(x[i:i + self.settings.batch_size]).numpy().reshape(-1)
+               for i in range(0, len(x), self.settings.batch_size)]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def score(self, prepared: list[Prepared]) -> pd.DataFrame:
+        """One row per input: probability, label at the stored threshold, error."""
+        ok = [i for i, p in enumerate(prepared) if p.x is not None]
+        prob = np.full(len(prepared), np.nan)
+        if ok:
+            prob[ok] = self.probabilities(np.stack([prepared[i].x for i in ok]))
+        label = [LABELS[int(p >= self.threshold)] if np.isfinite(p) else None for p in prob]
+        return pd.DataFrame({"probability": prob, "label": label, "threshold": self.threshold,
+                             "error": [p.error or None for p in prepared]})
+
+    def predict_bytes(self, payloads: list[bytes]) -> pd.DataFrame:
+        return self.score([self.prepare(data) for data in payloads])
+
+    def predict_files(self, paths: list[Path], out_dir: Path | None = None, gradcam: bool = True,
+                      progress: bool = True) -> pd.DataFrame:
+        """Score files in batches; write Grad-CAM overlays when out_dir is given."""
+        from tqdm import tqdm
+
+        from cxr_model.gradcam import GradCam, save_overlay
+
+        cam = GradCam(self.model) if gradcam and out_dir is not None else None
+        frames = []
+        bar = tqdm(total=len(paths), unit="img", disable=not progress or len(paths) < 2, desc="predict")
+        step = self.settings.batch_size
+        for start in range(0, len(paths), step):
+            chunk = paths[start:start + step]
+            prepared = []
+            for path in chunk:
+                try:
+                    prepared.append(self.prepare(Path(path).read_bytes()))
+                except OSError as exc:
+                    prepared.append(Prepared(error=f"cannot read file: {exc.strerror or exc}"))
+            frame = self.score(prepared)
+            frame.insert(0, "path", [str(p) for p in chunk])
+            frame["heatmap"] = None
+            ok = [i for i, p in enumerate(prepared) if p.x is not None]
+            if cam is not None and ok:
+                maps = cam.heatmaps(np.stack([prepared[i].x for i in ok])[..., None].astype(np.float32))
+                for i, heat in zip(ok, maps):
+                    row = frame.iloc[i]
+                    name = f"{start + i:05d}_{Path(chunk[i]).stem}_gradcam.png"
+                    caption = f"P(pneumonia) {row['probability']:.3f} -> {row['label']} (threshold {self.threshold:.3f})"
+                    frame.at[i, "heatmap"] = str(save_overlay(prepared[i].gray, heat, out_dir / name,
+                                                              self.settings.gradcam_size, caption))
+            frames.append(frame)
+            bar.update(len(chunk))
+        bar.close()
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=["path", "probability", "label", "threshold", "error", "heatmap"])
+
+
+def collect_inputs(targets: list[str | Path]) -> tuple[list[Path], list[str]]:
+    """Files named directly, plus image files found below named folders; and missing targets."""
+    files, missing = [], []
+    for target in map(Path, targets):
+        if target.is_dir():
+            files += sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in FILE_TYPES)
+        elif target.exists():
+            files.append(target)
+        else:
+            missing.append(str(target))
+    return files, missing
+
+
+def write_summary(results: pd.DataFrame, out_dir: Path, model: dict) -> tuple[Path, Path]:
+    """predictions.csv and predictions.json (with the model it came from) for the batch."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out_dir / "predictions.csv", out_dir / "predictions.json"
+    results.to_csv(csv_path, index=False)
+    counts = results["label"].value_counts().to_dict()
+    payload = {"model": model, "images": len(results), "scored": int(results["error"].isna().sum()),
+               "refused": int(results["error"].notna().sum()), "labels": counts,
+               "predictions": json.loads(results.to_json(orient="records"))}
+    json_path.write_text(json.dumps(payload, indent=2))
+    return csv_path, json_path

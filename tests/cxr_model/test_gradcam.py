@@ -1,0 +1,38 @@
+import numpy as np
+
+from cxr_model.gradcam import GradCam, feature_layer, save_overlay
+from cxr_model.model import keras
+from keras import layers
+
+
+def _left_half_model(size: int = 32) -> keras.Model:
+    """A model whose output depends on the left half of the image only (and rises with it)."""
+    mask = np.zeros((1, size, size, 1), dtype=np.float32)
+    mask[:, :, : size // 2] = 1.0
+    inputs = keras.Input((size, size, 1))
+    x = layers.Conv2D(4, 3, padding="same", name="conv", kernel_initializer=keras.initializers.Constant(1e-4))(inputs)
+    x = layers.Lambda(lambda t: t * mask, name="left_only")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, layers.Dense(1, activation="sigmoid", kernel_initializer="ones")(x))
+
+
+def test_heatmap_points_at_the_region_the_model_uses():
+    model = _left_half_model()
+    assert feature_layer(model).name == "left_only"
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)).astype(np.float32)
+    maps = GradCam(model).heatmaps(x)
+    assert maps.shape == (3, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+    assert all(m.sum() > 0 for m in maps)
+    for m in maps:
+        assert m[:, 16:].sum() == 0 and m[:, :16].sum() > 0
+
+
+def test_overlay_png_keeps_the_aspect_and_size(tmp_path):
+    gray = np.random.default_rng(0).integers(0, 255, (100, 200)).astype(np.uint8)
+    heat = np.zeros((4, 4), dtype=np.float32)
+    heat[0, 0] = 1.0
+    path = save_overlay(gray, heat, tmp_path / "o.png", size=256, caption="P 0.9")
+    from PIL import Image
+
+    img = Image.open(path)
+    assert img.size == (256, 128 + 18) and img.mode == "RGB"

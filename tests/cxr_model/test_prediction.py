@@ -1,0 +1,134 @@
+"""Prediction, the pyfunc and the CLI on a model trained and registered from synthetic images."""
+
+import base64
+import io
+import json
+import os
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cxr_model import cli, preprocess, serving, steps
+from cxr_model.config import load_config
+from cxr_model.data import read_manifest
+from tests.conftest import make_dataset, synthetic_xray, write_params
+from tests.dicom_files import dicom_bytes
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("predict")
+    params = write_params(tmp / "project", make_dataset(tmp / "landing", size=64), preprocess={"image_size": 48})
+    # Module fixtures run before the per-test env isolation; an earlier test's mlflow.set_tracking_uri
+    # leaves MLFLOW_TRACKING_URI in the environment, which would override this project's store.
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    cfg = load_config(params)
+    for name in ("ingest", "validate", "profile", "train", "evaluate", "register", "promote"):
+        steps.STEPS[name](cfg)
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_registry_uri(cfg.tracking_uri)
+    return cfg, params
+
+
+@pytest.fixture(scope="module")
+def champion(project):
+    cfg, _ = project
+    return serving.load_predictor(serving.resolve_uri(None, cfg.mlflow.registered_model))
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_training_cache_and_prediction_paths_give_the_same_probability(project, champion):
+    cfg, _ = project
+    manifest = read_manifest(cfg.layout.manifest)
+    train = manifest[manifest["split"] == "train"].reset_index(drop=True).head(6)
+    cached = preprocess.decoded_pixels(train, cfg.data_source, cfg.preprocess.image_size,
+                                       cfg.data.max_image_pixels, cfg.layout.cache_dir)
+    from cxr_model import training
+
+    via_training = training.predict(champion.model, cached[..., None])
+    via_files = champion.predict_files([cfg.data_source / p for p in train["path"]], progress=False)
+    np.testing.assert_allclose(via_files["probability"], via_training, atol=1e-5)
+    assert champion.threshold == pytest.approx(json.loads(cfg.layout.metrics.read_text())["threshold"]["threshold"])
+
+
+def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(project, champion, tmp_path):
+    cfg, _ = project
+    xray = np.asarray(synthetic_xray(7, "PNEUMONIA", 64))
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    synthetic_xray(7, "PNEUMONIA", 64).save(folder / "a_good.jpeg", quality=95)
+    (folder / "b_sixteen_bit.png").write_bytes(_png((xray.astype(np.uint16) * 257)))
+    (folder / "c_scan.dcm").write_bytes(dicom_bytes(255 - xray, "MONOCHROME1"))
+    (folder / "d_notes.png").write_bytes(b"this is a text file, not an image")
+    (folder / "e_truncated.jpeg").write_bytes((folder / "a_good.jpeg").read_bytes()[:200])
+    (folder / "f_blank.png").write_bytes(_png(np.full((64, 64), 128, np.uint8)))
+    (folder / "g_tiny.png").write_bytes(_png(xray[:16, :16]))
+    rgb = np.stack([xray, np.roll(xray, 20, 0) // 3, 255 - xray], axis=-1).astype(np.uint8)
+    (folder / "h_photo.png").write_bytes(_png(rgb))
+    out = tmp_path / "out"
+    code = cli.main(["--params", str(project[1]), "predict", str(folder), "--out", str(out)])
+    assert code == 0
+    rows = pd.read_csv(out / "predictions.csv")
+    rows.index = [p.split("/")[-1] for p in rows["path"]]
+    good = rows.loc[["a_good.jpeg", "b_sixteen_bit.png", "c_scan.dcm"]]
+    assert good["error"].isna().all() and good["probability"].between(0, 1).all()
+    # the same film as JPEG and as inverted (MONOCHROME1) DICOM gets the same answer
+    assert good["probability"]["c_scan.dcm"] == pytest.approx(good["probability"]["a_good.jpeg"], abs=1e-3)
+    assert all((out / "gradcam" / p.split("/")[-1]).is_file() for p in good["heatmap"])
+    reasons = rows["error"].fillna("")
+    assert "not a usable image" in reasons["d_notes.png"]
+    assert "not a usable image" in reasons["e_truncated.jpeg"]
+    assert "blank" in reasons["f_blank.png"]
+    assert "too small" in reasons["g_tiny.png"]
+    assert "colour" in reasons["h_photo.png"]
+    summary = json.loads((out / "predictions.json").read_text())
+    assert summary["images"] == 8 and summary["scored"] == 3 and summary["refused"] == 5
+
+
+def test_missing_champion_or_inputs_give_one_sentence(project, tmp_path, capsys):
+    _, params = project
+    assert cli.main(["--params", str(params), "predict", str(tmp_path / "nothing")]) == 1
+    assert "no image files found" in capsys.readouterr().err
+    (tmp_path / "x.jpeg").write_bytes(b"")
+    assert cli.main(["--params", str(params), "predict", str(tmp_path / "x.jpeg"), "--model", "999"]) == 1
+    assert "cannot load model models:/cxr-pneumonia/999" in capsys.readouterr().err
+
+
+def test_pyfunc_takes_base64_images_and_answers_bad_ones_with_reasons(project):
+    cfg, _ = project
+    model = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.registered_model}@champion")
+    good = (cfg.data_source / read_manifest(cfg.layout.manifest)["path"].iloc[0]).read_bytes()
+    too_big = "A" * (cfg.predict.max_image_bytes * 4 // 3 + 8)
+    frame = pd.DataFrame({"image": [base64.b64encode(good).decode(), "%%% not base64 %%%",
+                                    base64.b64encode(b"GIF89a nonsense").decode(), too_big]})
+    out = model.predict(frame)
+    assert list(out.columns) == ["probability", "label", "threshold", "error"]
+    assert 0 <= out["probability"][0] <= 1 and out["label"][0] in ("NORMAL", "PNEUMONIA") and pd.isna(out["error"][0])
+    assert "not valid base64" in out["error"][1]
+    assert "not a usable image" in out["error"][2]
+    assert "exceeds" in out["error"][3]
+    assert out["probability"][1:].isna().all()
+
+
+def test_model_card_travels_with_the_version(project, capsys):
+    cfg, params = project
+    assert cli.main(["--params", str(params), "card", "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    metrics = json.loads(cfg.layout.metrics.read_text())
+    assert card["threshold"]["value"] == pytest.approx(metrics["threshold"]["threshold"])
+    assert card["training_data"]["counts"] == json.loads(cfg.layout.ingest_summary.read_text())["counts"]
+    for name in ("auc", "accuracy", "sensitivity", "specificity"):
+        ci = card["test_ci95"][name]
+        assert ci["low"] <= card["test_metrics"][name] <= ci["high"]
+    assert "pediatric" in card["intended_use"] and any("lateral" in x for x in card["limitations"])
+    assert card["software"]["tensorflow-cpu"] and card["software"]["pydicom"]
+    md = cfg.layout.model_card.read_text()
+    assert "bootstrap 95 % CI" in md and f"version {json.loads(cfg.layout.registration.read_text())['version']}" in md
