@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +72,10 @@ class Predictor:
                    card or {}, source or str(model_path))
 
     # -- scoring -------------------------------------------------------------------------------
-    def prepare(self, data: bytes) -> Prepared:
+    def prepare(self, data: bytes | Prepared) -> Prepared:
         """Decode and check one input; never raises for bad input."""
+        if isinstance(data, Prepared):  # already refused upstream (unreadable file, bad base64)
+            return data
         if len(data) > self.settings.max_image_bytes:
             return Prepared(error=f"upload of {len(data):,} bytes exceeds the "
                                   f"{self.settings.max_image_bytes:,}-byte limit")
@@ -98,11 +102,23 @@ class Predictor:
         if ok:
             prob[ok] = self.probabilities(np.stack([prepared[i].x for i in ok]))
         label = [LABELS[int(p >= self.threshold)] if np.isfinite(p) else None for p in prob]
-        return pd.DataFrame({"probability": prob, "label": label, "threshold": self.threshold,
-                             "error": [p.error or None for p in prepared]})
+        # object columns keep None (JSON null) for refused inputs instead of NaN
+        return pd.DataFrame({
+            "probability": pd.Series([float(p) if np.isfinite(p) else None for p in prob], dtype=object),
+            "label": pd.Series(label, dtype=object),
+            "threshold": self.threshold,
+            "error": pd.Series([p.error or None for p in prepared], dtype=object),
+        })
+
+    def prepare_many(self, payloads: list[bytes]) -> list[Prepared]:
+        """Decode in threads (Pillow releases the GIL), keeping the input order."""
+        if len(payloads) < 4:
+            return [self.prepare(data) for data in payloads]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            return list(pool.map(self.prepare, payloads))
 
     def predict_bytes(self, payloads: list[bytes]) -> pd.DataFrame:
-        return self.score([self.prepare(data) for data in payloads])
+        return self.score(self.prepare_many(payloads))
 
     def predict_files(self, paths: list[Path], out_dir: Path | None = None, gradcam: bool = True,
                       progress: bool = True) -> pd.DataFrame:
@@ -117,12 +133,7 @@ class Predictor:
         step = self.settings.batch_size
         for start in range(0, len(paths), step):
             chunk = paths[start:start + step]
-            prepared = []
-            for path in chunk:
-                try:
-                    prepared.append(self.prepare(Path(path).read_bytes()))
-                except OSError as exc:
-                    prepared.append(Prepared(error=f"cannot read file: {exc.strerror or exc}"))
+            prepared = self.prepare_many([_read(path) for path in chunk])
             frame = self.score(prepared)
             frame.insert(0, "path", [str(p) for p in chunk])
             frame["heatmap"] = None
@@ -140,6 +151,13 @@ class Predictor:
         bar.close()
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["path", "probability", "label", "threshold", "error", "heatmap"])
+
+
+def _read(path: Path) -> bytes | Prepared:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        return Prepared(error=f"cannot read file: {exc.strerror or exc}")
 
 
 def collect_inputs(targets: list[str | Path]) -> tuple[list[Path], list[str]]:

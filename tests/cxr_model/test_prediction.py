@@ -55,7 +55,7 @@ def test_training_cache_and_prediction_paths_give_the_same_probability(project, 
 
     via_training = training.predict(champion.model, cached[..., None])
     via_files = champion.predict_files([cfg.data_source / p for p in train["path"]], progress=False)
-    np.testing.assert_allclose(via_files["probability"], via_training, atol=1e-5)
+    np.testing.assert_allclose(via_files["probability"].astype(float), via_training, atol=1e-5)
     assert champion.threshold == pytest.approx(json.loads(cfg.layout.metrics.read_text())["threshold"]["threshold"])
 
 
