@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PARAMS ?= params.yaml
 
-.PHONY: setup data run test test-unit test-e2e ui clean
+.PHONY: setup data run test test-unit test-e2e ui serve bench-predict clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -25,6 +25,15 @@ test-e2e: setup
 
 ui: setup
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
+
+# The champion as an HTTP service (POST base64 images to /invocations); PORT=5001 by default.
+PORT ?= 5001
+serve: setup
+	PATH="$(CURDIR)/.venv/bin:$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
+		.venv/bin/mlflow models serve -m "models:/cxr-pneumonia@champion" --env-manager local --host 127.0.0.1 --port $(PORT)
+
+bench-predict: setup
+	$(PY) -m benchmarks.predict_speed
 
 clean:
 	rm -rf artifacts

@@ -29,16 +29,22 @@ class GradCam:
         layer = feature_layer(model)
         self.layer_name = layer.name
         self._model = keras.Model(model.inputs, [layer.output, model.outputs[0]])
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        # Graph mode: eager GradientTape through the residual graph was measured to corrupt the
+        # heap now and then (TF 2.21, oneDNN); the traced function has been stable.
+        self._cam = tf.function(self._compute, input_signature=[spec])
 
-    def heatmaps(self, x: np.ndarray) -> np.ndarray:
-        """(n, h, w) maps in [0, 1] at the feature-map resolution."""
-        inputs = tf.convert_to_tensor(x, dtype=tf.float32)
+    def _compute(self, x):
         with tf.GradientTape() as tape:
-            features, output = self._model(inputs, training=False)
+            features, output = self._model(x, training=False)
             score = tf.reduce_sum(output)
         grads = tape.gradient(score, features)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
+        return tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
+
+    def heatmaps(self, x: np.ndarray) -> np.ndarray:
+        """(n, h, w) maps in [0, 1] at the feature-map resolution."""
+        cam = self._cam(tf.convert_to_tensor(x, dtype=tf.float32)).numpy()
         peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
         return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0).astype(np.float32)
 

@@ -82,7 +82,7 @@ class _EpochTimer(keras.callbacks.Callback):
 
 def make_optimizer(tc: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """Adam (AdamW when weight_decay > 0) with an optional linear warm-up, then cosine decay."""
-    warmup = tc.warmup_epochs * steps_per_epoch
+    warmup = min(tc.warmup_epochs, tc.epochs - 1) * steps_per_epoch  # no warm-up in a 1-epoch run
     decay = max(1, steps_per_epoch * tc.epochs - warmup)
     alpha = tc.min_learning_rate / tc.learning_rate
     if warmup:
