@@ -80,6 +80,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_epochs: int = 0
     jit_compile: bool = False
+    precision: str = "float32"
     deterministic: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -262,6 +263,7 @@ def _check(cfg: Config) -> None:
         (cfg.model.stem_filters >= 1, "model.stem_filters must be >= 1"),
         (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
+        (cfg.train.precision in ("float32", "mixed_bfloat16"), "train.precision must be float32 or mixed_bfloat16"),
         (
             cfg.evaluate.threshold_method in ("youden_midrange", "target_sensitivity", "fixed"),
             "evaluate.threshold_method must be youden_midrange, target_sensitivity or fixed",

@@ -38,7 +38,8 @@ class GradCam:
         with tf.GradientTape() as tape:
             features, output = self._model(x, training=False)
             score = tf.reduce_sum(output)
-        grads = tape.gradient(score, features)
+        grads = tf.cast(tape.gradient(score, features), tf.float32)  # bfloat16 models too
+        features = tf.cast(features, tf.float32)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         return tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
 

@@ -58,13 +58,23 @@ def _residual_body(x, cfg: ModelConfig):
     return x
 
 
-def build_model(image_size: int, cfg: ModelConfig, seed: int) -> keras.Model:
+def build_model(image_size: int, cfg: ModelConfig, seed: int, precision: str = "float32") -> keras.Model:
     """Conv body (plain or residual), global pooling, dense head, sigmoid.
 
     The model takes raw 0-255 grayscale pixels and rescales them itself, so a saved model
-    needs no preprocessing beyond the shared decode-and-resize.
+    needs no preprocessing beyond the shared decode-and-resize. With precision
+    "mixed_bfloat16" the layers compute in bfloat16 (weights and the output stay float32).
     """
     keras.utils.set_random_seed(seed)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return _build(image_size, cfg)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build(image_size: int, cfg: ModelConfig) -> keras.Model:
     inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
     if cfg.normalize == "per_image":
         x = PerImageStandardize(name="standardize")(inputs)

@@ -105,7 +105,7 @@ def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResul
     keras.utils.set_random_seed(tc.seed)
     if tc.deterministic:
         tf.config.experimental.enable_op_determinism()
-    model = build_model(cfg.preprocess.image_size, cfg.model, tc.seed)
+    model = build_model(cfg.preprocess.image_size, cfg.model, tc.seed, tc.precision)
     model.compile(
         optimizer=make_optimizer(tc, steps_per_epoch=int(np.ceil(len(train) / tc.batch_size))),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing),

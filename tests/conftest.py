@@ -94,10 +94,17 @@ def write_params(folder: Path, source: Path, **overrides: dict) -> Path:
     return path
 
 
+_USER_SETTINGS = ("CXR_DATA", "CXR_PARAMS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# Tests never read a user's CXR_* or MLflow settings, not even in module or session fixtures.
+for _name in _USER_SETTINGS:
+    os.environ.pop(_name, None)
+os.environ["GX_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never read a user's CXR_* or MLflow settings."""
-    for name in ("CXR_DATA", "CXR_PARAMS", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GX_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _isolated_env():
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; drop it so it cannot leak into later tests."""
+    yield
+    for name in _USER_SETTINGS:
+        os.environ.pop(name, None)

@@ -3,7 +3,6 @@
 import base64
 import io
 import json
-import os
 
 import mlflow
 import numpy as np
@@ -22,9 +21,6 @@ from tests.dicom_files import dicom_bytes
 def project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predict")
     params = write_params(tmp / "project", make_dataset(tmp / "landing", size=64), preprocess={"image_size": 48})
-    # Module fixtures run before the per-test env isolation; an earlier test's mlflow.set_tracking_uri
-    # leaves MLFLOW_TRACKING_URI in the environment, which would override this project's store.
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
     cfg = load_config(params)
     for name in ("ingest", "validate", "profile", "train", "evaluate", "register", "promote"):
         steps.STEPS[name](cfg)

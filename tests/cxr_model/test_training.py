@@ -70,3 +70,23 @@ def test_same_seed_gives_the_same_model(tmp_path):
                  train=TrainConfig(epochs=2, batch_size=16, augment=AugmentConfig(gamma=0.2, noise=3.0)))
     runs = [training.predict(training.fit(data, data, cfg, tmp_path / f"{i}.keras").model, data.x) for i in (0, 1)]
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_and_round_trips(tmp_path):
+    from cxr_model.gradcam import GradCam
+    from cxr_model.model import keras
+
+    cfg = ModelConfig(arch="residual", stem_filters=8, filters=(8, 16), dense_units=8)
+    model = build_model(32, cfg, seed=1, precision="mixed_bfloat16")
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert convs and all(layer.compute_dtype == "bfloat16" for layer in convs)
+    assert all(w.dtype == "float32" for w in model.trainable_weights)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 1)).astype(np.float32)
+    p = training.predict(model, x)
+    assert p.dtype == np.float32 and ((p > 0) & (p < 1)).all()
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(training.predict(loaded, x), p, atol=1e-6)
+    maps = GradCam(loaded).heatmaps(x)
+    assert maps.dtype == np.float32 and maps.shape[0] == 4 and maps.max() <= 1

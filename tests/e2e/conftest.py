@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,12 +30,59 @@ def real_subset(dest: Path, train_per_class: int = 40, test_per_class: int = 15)
     return dest
 
 
-def run_flow(params: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CXR_", "MLFLOW_"))}
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(prefect_api: str | None = None) -> dict:
+    """The environment of a flow subprocess: no user CXR_/MLflow settings; a shared Prefect
+    server when given, else Prefect's temporary per-process server (what `make run` uses)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CXR_", "MLFLOW_", "PREFECT_API_URL"))}
+    if prefect_api:
+        env["PREFECT_API_URL"] = prefect_api
+    return env
+
+
+def run_flow(params: Path, prefect_api: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "flows.training", "--params", str(params)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, env=clean_env(prefect_api), capture_output=True, text=True, timeout=900,
     )
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """One Prefect server on loopback for the session's flow subprocesses: a temporary server
+    per process costs about 13 s each and can time out when two start at once on 2 cores."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {**clean_env(), "PREFECT_HOME": str(home)}
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.time() + 120
+    while True:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("prefect server did not start: " + (home / "server.log").read_text()[-2000:])
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
 
 
 def _small(tmp_path: Path, source: Path) -> Path:

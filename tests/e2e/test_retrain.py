@@ -12,23 +12,20 @@ from pathlib import Path
 import pytest
 
 from cxr_model.config import load_config
+from tests.e2e.conftest import clean_env
 from tests.conftest import ROOT, make_dataset, mlflow_client, normal_name, synthetic_xray, write_params
 
 pytestmark = pytest.mark.e2e
 
 
-def _env() -> dict:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("CXR_", "MLFLOW_"))}
-
-
-def retrain(params: Path, *extra: str) -> subprocess.CompletedProcess:
+def retrain(api: str, params: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.retrain", "--params", str(params), *extra],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, env=clean_env(api), capture_output=True, text=True, timeout=600)
 
 
-def start(params: Path, *extra: str, log: Path | None = None) -> subprocess.Popen:
+def start(api: str, params: Path, *extra: str, log: Path | None = None) -> subprocess.Popen:
     out = open(log, "w") if log else subprocess.PIPE
-    env = {**_env(), "PREFECT_HOME": str(params.parent / "prefect-home")}
+    env = {**clean_env(api), "PREFECT_HOME": str(params.parent / "prefect-home")}
     return subprocess.Popen([sys.executable, "-m", "flows.retrain", "--params", str(params), *extra],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
@@ -58,33 +55,38 @@ def champion(cfg) -> str:
     return str(mlflow_client(cfg.tracking_uri).get_model_version_by_alias(cfg.mlflow.registered_model, "champion").version)
 
 
-@pytest.fixture
-def project(tmp_path):
-    landing = make_dataset(tmp_path / "landing")
-    params = write_params(tmp_path / "project", landing)
-    proc = retrain(params)
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, prefect_api):
+    """One project with a first champion, shared by the tests below (each starts from a state
+    where the last retrain has consumed all landed data, and leaves it that way)."""
+    tmp = tmp_path_factory.mktemp("retrain")
+    landing = make_dataset(tmp / "landing")
+    params = write_params(tmp / "project", landing)
+    proc = retrain(prefect_api, params)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return params, landing, load_config(params)
+    return params, landing, load_config(params), prefect_api
 
 
 def test_unchanged_data_is_a_quick_no_op_and_new_data_retrains(project):
-    params, landing, cfg = project
-    assert versions(cfg) == ["1"] and champion(cfg) == "1"
-    again = retrain(params)
+    params, landing, cfg, api = project
+    before = versions(cfg)
+    assert before and champion(cfg) in before
+    again = retrain(api, params)
     assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr
-    assert versions(cfg) == ["1"]
+    assert versions(cfg) == before
     add_patient(landing, 40)
-    grown = retrain(params)
+    grown = retrain(api, params)
     assert grown.returncode == 0 and "(new data)" in grown.stdout + grown.stderr
-    assert versions(cfg) == ["1", "2"]
+    assert len(versions(cfg)) == len(before) + 1
 
 
 def test_sigkill_mid_epoch_leaves_the_champion_and_the_next_run_completes(project):
-    params, landing, cfg = project
+    params, landing, cfg, api = project
+    before, champ = versions(cfg), champion(cfg)
     raw = params.read_text().replace("epochs: 1", "epochs: 400")
     params.write_text(raw)
     log = params.parent / "killed.log"
-    proc = start(params, "--force", log=log)
+    proc = start(api, params, "--force", log=log)
     seen = wait_for(log, proc, "Epoch 3/400", 300)
     assert "Epoch 3/400" in seen, seen[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)
@@ -94,35 +96,37 @@ def test_sigkill_mid_epoch_leaves_the_champion_and_the_next_run_completes(projec
     exp = client.get_experiment_by_name("cxr-pneumonia")
     open_runs = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
     assert len(open_runs) == 1
-    assert versions(cfg) == ["1"] and champion(cfg) == "1"
+    assert versions(cfg) == before and champion(cfg) == champ
 
     params.write_text(raw.replace("epochs: 400", "epochs: 1"))
-    after = retrain(params, "--force")
+    after = retrain(api, params, "--force")
     assert after.returncode == 0, after.stdout[-2000:] + after.stderr[-2000:]
     killed = client.get_run(open_runs[0].info.run_id)
     assert killed.info.status == "KILLED" and killed.data.tags["cxr.status"] == "killed"
-    assert versions(cfg) == ["1", "2"]
+    assert len(versions(cfg)) == len(before) + 1
 
 
 def test_two_retrains_at_once_do_not_collide(project):
-    params, landing, cfg = project
+    params, landing, cfg, api = project
+    client = mlflow_client(cfg.tracking_uri)
+    experiment = client.get_experiment_by_name("cxr-pneumonia").experiment_id
+    before, runs_before = versions(cfg), {r.info.run_id for r in client.search_runs([experiment])}
     add_patient(landing, 41)
-    first, second = start(params), start(params)
+    first, second = start(api, params), start(api, params)
     outs = [p.communicate(timeout=600)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outs[0][-2000:] + outs[1][-2000:]
     assert sum("(new data)" in o for o in outs) == 1
     assert sum("nothing to do" in o for o in outs) == 1
-    assert versions(cfg) == ["1", "2"]
-    runs = mlflow_client(cfg.tracking_uri).search_runs(
-        [mlflow_client(cfg.tracking_uri).get_experiment_by_name("cxr-pneumonia").experiment_id])
-    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+    assert len(versions(cfg)) == len(before) + 1
+    new_runs = [r for r in client.search_runs([experiment]) if r.info.run_id not in runs_before]
+    assert [r.info.status for r in new_runs] == ["FINISHED"]
 
 
-def test_served_deployment_fires_on_its_schedule(tmp_path):
+def test_served_deployment_fires_on_its_schedule(tmp_path, prefect_api):
     landing = make_dataset(tmp_path / "landing")
     params = write_params(tmp_path / "project", landing)
     log = tmp_path / "serve.log"
-    proc = start(params, "--serve", "--interval", "5", log=log)
+    proc = start(prefect_api, params, "--serve", "--interval", "5", log=log)
     try:
         seen = wait_for(log, proc, "nothing to do", 300)
     finally:

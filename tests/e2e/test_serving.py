@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REAL_DATA, ROOT
+from tests.e2e.conftest import free_port
 from tests.dicom_files import dicom_bytes
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real data not found at {REAL_DATA}"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, rows: list[str]) -> tuple[int, dict]:
@@ -55,7 +49,7 @@ def pipeline_predictions(finished):
 @pytest.fixture(scope="module")
 def server(finished):
     cfg, _ = finished
-    port = _free_port()
+    port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn from PATH, as in an activated venv
     env = {**os.environ, "MLFLOW_TRACKING_URI": cfg.tracking_uri, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
     proc = subprocess.Popen(

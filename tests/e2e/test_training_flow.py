@@ -52,9 +52,9 @@ def test_flow_metrics_are_consistent_and_splits_do_not_leak(finished):
     assert 0.0 <= metrics["test"]["auc"] <= 1.0
 
 
-def test_flow_stops_with_one_sentence_on_a_missing_landing_folder(tmp_path):
+def test_flow_stops_with_one_sentence_on_a_missing_landing_folder(tmp_path, prefect_api):
     params = _small(tmp_path, tmp_path / "nowhere")
-    proc = run_flow(params)
+    proc = run_flow(params, prefect_api)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"cxr training flow stopped: landing folder not found: {tmp_path / 'nowhere'} " \
@@ -63,11 +63,11 @@ def test_flow_stops_with_one_sentence_on_a_missing_landing_folder(tmp_path):
     assert not cfg.layout.registration.exists()
 
 
-def test_flow_stops_before_training_on_an_unreadable_image(tmp_path):
+def test_flow_stops_before_training_on_an_unreadable_image(tmp_path, prefect_api):
     source = real_subset(tmp_path / "landing", train_per_class=30, test_per_class=10)
     (source / "train" / "PNEUMONIA" / "person9999_virus_1.jpeg").write_bytes(b"GIF89a not really")
     params = _small(tmp_path, source)
-    proc = run_flow(params)
+    proc = run_flow(params, prefect_api)
     assert proc.returncode == 1
     assert "every file decodes as an image" in proc.stderr
     assert "person9999_virus_1.jpeg" in proc.stderr

@@ -1,0 +1,63 @@
+"""Training and inference speed of the configured CNN on random pixels (no data needed).
+
+    python -m benchmarks.train_speed                                  # params.yaml as is
+    python -m benchmarks.train_speed --precision float32 mixed_bfloat16 --size 128 160
+
+Prints training images/second (augmentation excluded, XLA as configured) and inference
+images/second for every combination, so precision and resolution can be weighed against
+the time budget before a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def measure(cfg, size: int, precision: str, steps: int) -> tuple[float, float]:
+    """(train, inference) images/second for one image size and precision."""
+    from cxr_model.model import build_model, keras
+    from cxr_model.training import make_optimizer
+
+    tc = cfg.train
+    model = build_model(size, cfg.model, tc.seed, precision)
+    model.compile(optimizer=make_optimizer(tc, steps), loss=keras.losses.BinaryCrossentropy(),
+                  jit_compile=tc.jit_compile)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (tc.batch_size * steps, size, size, 1)).astype(np.float32)
+    y = rng.integers(0, 2, len(x)).astype(np.float32)
+    model.fit(x[: tc.batch_size * 3], y[: tc.batch_size * 3], batch_size=tc.batch_size, verbose=0)  # compile
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=tc.batch_size, epochs=1, verbose=0)
+    train = len(x) / (time.perf_counter() - start)
+    model.predict(x[:256], batch_size=256, verbose=0)
+    start = time.perf_counter()
+    model.predict(x, batch_size=256, verbose=0)
+    return train, len(x) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--precision", nargs="+", help="float32 and/or mixed_bfloat16 (default: params)")
+    parser.add_argument("--size", type=int, nargs="+", help="image sizes (default: params)")
+    parser.add_argument("--steps", type=int, default=40, help="training batches timed per combination")
+    args = parser.parse_args(argv)
+
+    from cxr_model.config import load_config
+
+    cfg = load_config(args.params)
+    print(f"arch {cfg.model.arch}, filters {cfg.model.filters}, batch {cfg.train.batch_size}, "
+          f"XLA {cfg.train.jit_compile}")
+    print(f"{'size':>5} {'precision':>15} {'train img/s':>12} {'infer img/s':>12}")
+    for size in args.size or [cfg.preprocess.image_size]:
+        for precision in args.precision or [cfg.train.precision]:
+            train, infer = measure(cfg, size, precision, args.steps)
+            print(f"{size:>5} {precision:>15} {train:>12.0f} {infer:>12.0f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
