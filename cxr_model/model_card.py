@@ -20,7 +20,7 @@ LIMITATIONS = [
     "still outputs a probability for them. Cheap plausibility checks refuse only clearly wrong inputs "
     "(colour, blank, tiny, extreme shape).",
     "The validation split is nearly separable, so validation metrics overstate performance on new "
-    "cohorts; the test figures below are the honest estimate, with bootstrap 95 % intervals.",
+    "cohorts; the test metrics of this card are the honest estimate, with bootstrap 95 % intervals.",
     "Separates NORMAL from PNEUMONIA only (bacterial and viral together); other findings are not detected.",
     "Images are squashed to a square without keeping the aspect ratio, as the training data was.",
 ]

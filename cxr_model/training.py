@@ -106,11 +106,15 @@ def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResul
     if tc.deterministic:
         tf.config.experimental.enable_op_determinism()
     model = build_model(cfg.preprocess.image_size, cfg.model, tc.seed, tc.precision)
+    # TensorFlow cannot combine op determinism with XLA; say so instead of Keras's bare warning.
+    jit = tc.jit_compile and not tc.deterministic
+    if tc.jit_compile and not jit:
+        log.info("train: XLA off: train.deterministic is on and TensorFlow cannot combine the two")
     model.compile(
         optimizer=make_optimizer(tc, steps_per_epoch=int(np.ceil(len(train) / tc.batch_size))),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
-        jit_compile=tc.jit_compile,
+        jit_compile=jit,
     )
     train_ds, val_ds = make_datasets(train, val, cfg)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
