@@ -18,6 +18,8 @@ import numpy as np
 
 def measure(cfg, size: int, precision: str, steps: int) -> tuple[float, float]:
     """(train, inference) images/second for one image size and precision."""
+    import tensorflow as tf
+
     from cxr_model.model import build_model, keras
     from cxr_model.training import make_optimizer
 
@@ -25,8 +27,6 @@ def measure(cfg, size: int, precision: str, steps: int) -> tuple[float, float]:
     model = build_model(size, cfg.model, tc.seed, precision)
     model.compile(optimizer=make_optimizer(tc, steps), loss=keras.losses.BinaryCrossentropy(),
                   jit_compile=tc.jit_compile)
-    import tensorflow as tf
-
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (tc.batch_size * steps, size, size, 1)).astype(np.float32)
     y = rng.integers(0, 2, len(x)).astype(np.float32)

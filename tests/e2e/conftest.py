@@ -3,6 +3,7 @@ that several modules (flow, prediction, serving) inspect."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,37 +54,43 @@ def run_flow(params: Path, prefect_api: str | None = None) -> subprocess.Complet
     )
 
 
+@contextlib.contextmanager
+def running(name: str, cmd: list[str], env: dict, health_url: str, log: Path, seconds: float = 180,
+            cwd: Path | None = None) -> Iterator[None]:
+    """Start a server process (output to `log`), wait until `health_url` answers 200, stop it after."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + seconds
+            while True:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"{name} did not start within {seconds:.0f} s: {log.read_text()[-3000:]}")
+                try:
+                    with urllib.request.urlopen(health_url, timeout=2) as resp:
+                        if resp.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.5)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory):
     """One Prefect server on loopback for the session's flow subprocesses: a temporary server
     per process costs about 13 s each and can time out when two start at once on 2 cores."""
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
-    env = {**clean_env(), "PREFECT_HOME": str(home)}
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}/api"
-    deadline = time.time() + 120
-    while True:
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("prefect server did not start: " + (home / "server.log").read_text()[-2000:])
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    cmd = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with running("prefect server", cmd, {**clean_env(), "PREFECT_HOME": str(home)}, url + "/health",
+                 home / "server.log", seconds=120):
+        yield url
 
 
 def _small(tmp_path: Path, source: Path) -> Path:

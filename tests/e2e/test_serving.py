@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REAL_DATA, ROOT
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, running
 from tests.dicom_files import dicom_bytes
 
 pytestmark = [
@@ -52,28 +51,11 @@ def server(finished):
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn from PATH, as in an activated venv
     env = {**os.environ, "MLFLOW_TRACKING_URI": cfg.tracking_uri, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", "models:/cxr-pneumonia@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=cfg.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", "models:/cxr-pneumonia@champion",
+           "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"mlflow models serve exited: {proc.stdout.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("mlflow models serve did not answer /ping within 180 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with running("mlflow models serve", cmd, env, url + "/ping", cfg.root / "serve.log", cwd=cfg.root):
+        yield url
 
 
 def test_served_model_scores_a_real_xray_and_refuses_bad_uploads(server, pipeline_predictions):
