@@ -1,5 +1,5 @@
 """`cxr <step>`: the command line that dvc.yaml stages (and people) run; plus `cxr predict`
-and `cxr card` for using a registered model."""
+`cxr card` for using a registered model; `cxr stack` for the team servers."""
 
 from __future__ import annotations
 
@@ -74,6 +74,22 @@ def card(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def stack(cfg: Config, args: argparse.Namespace) -> int:
+    """Start, stop or show the team stack (PostgreSQL, MLflow server, Prefect server, worker)."""
+    from cxr_model import stack as team
+
+    if args.action == "down":
+        print("stopped: " + (", ".join(team.down(cfg)) or "nothing was running"))
+        return 0
+    if args.action == "up":
+        seconds = team.up(cfg, args.only)
+        print("start-up seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    state = team.status(cfg)
+    for key, value in state.items():
+        print(f"export {key}={value}" if key.isupper() else f"{key:<9} {value}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cxr", description="cxr pneumonia pipeline steps and prediction")
     parser.add_argument("--params", help="parameters file (default: $CXR_PARAMS or ./params.yaml)")
@@ -92,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("card", help="show the model card of a registered model")
     c.add_argument("--model", help=model_help)
     c.add_argument("--json", action="store_true", help="print the card as JSON")
+    s = sub.add_parser("stack", help="team stack: PostgreSQL + MLflow server + Prefect server + worker")
+    s.add_argument("action", choices=("up", "down", "status"))
+    s.add_argument("--only", nargs="+", choices=("postgres", "mlflow", "prefect", "worker"),
+                   help="with up: start only these (e.g. --only worker on another machine)")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
@@ -100,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return predict(cfg, args)
         if args.command == "card":
             return card(cfg, args)
+        if args.command == "stack":
+            return stack(cfg, args)
         from cxr_model import steps
 
         result = steps.STEPS[args.command](cfg)

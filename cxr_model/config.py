@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import typing
@@ -127,6 +128,34 @@ class MlflowConfig:
 
 
 @dataclass(frozen=True)
+class DaskConfig:
+    address: str = ""
+    n_workers: int = 0
+    threads_per_worker: int = 1
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    method: str = "grid"
+    trials: int = 0
+    seed: int = 0
+    space: dict = field(default_factory=dict)
+    register_best: bool = True
+    dask: DaskConfig = field(default_factory=DaskConfig)
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    state_dir: str = ".team"
+    host: str = "127.0.0.1"
+    postgres_port: int = 5433
+    mlflow_port: int = 5000
+    prefect_port: int = 4200
+    work_pool: str = "cxr"
+    postgres_for_prefect: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path = Path(".")
     data: DataConfig = field(default_factory=DataConfig)
@@ -139,6 +168,8 @@ class Config:
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    team: TeamConfig = field(default_factory=TeamConfig)
     artifacts_dir: str = "artifacts"
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -224,6 +255,10 @@ def _coerce(hint: object, value: object, where: str) -> object:
             raise ConfigError(f"'{where}' must be a list, got {value!r}")
         item = typing.get_args(hint)[0]
         return tuple(_coerce(item, v, where) for v in value)
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{where}' must be a mapping, got {value!r}")
+        return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"'{where}' must be true or false, got {value!r}")
@@ -275,6 +310,10 @@ def _check(cfg: Config) -> None:
          "predict.mean_intensity must be [low, high]"),
         (cfg.predict.batch_size >= 1, "predict.batch_size must be >= 1"),
         (all(e.startswith(".") for e in cfg.data.extensions), "data.extensions must start with a dot"),
+        (cfg.sweep.method in ("grid", "random"), "sweep.method must be grid or random"),
+        (cfg.sweep.trials >= 0, "sweep.trials must be >= 0"),
+        (cfg.sweep.dask.n_workers >= 0 and cfg.sweep.dask.threads_per_worker >= 1,
+         "sweep.dask.n_workers must be >= 0 and sweep.dask.threads_per_worker >= 1"),
     ]
     for ok, message in rules:
         if not ok:
@@ -298,6 +337,21 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{params_path} must hold a mapping of sections")
     return build_config(raw, params_path.parent)
+
+
+def with_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
+    """The same project's settings with dotted keys replaced (a sweep trial), checked like params.yaml."""
+    raw = copy.deepcopy(cfg.raw)
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"cannot override '{dotted}': '{key}' is not a section")
+            node = child
+        node[leaf] = value
+    return build_config(raw, cfg.root)
 
 
 def build_config(raw: dict, root: Path) -> Config:

@@ -107,6 +107,10 @@ class Layout:
     def promotion(self) -> Path:
         return self.root / "register" / "promotion.json"
 
+    # sweep (flows/sweep.py): one folder per sweep, one artifacts tree per trial below it
+    def sweep_dir(self, sweep_id: str) -> Path:
+        return self.root / "sweeps" / sweep_id
+
     @property
     def active_run(self) -> Path:
         return self.root / "run" / "active.json"

@@ -159,3 +159,20 @@ def sample_grid(manifest: pd.DataFrame, pixels: np.ndarray, path: Path, per_clas
                 ax.imshow(pixels[chosen[c]].squeeze(), cmap="gray", vmin=0, vmax=255)
         axes[r, 0].set_title(label, fontsize=9, loc="left")
     return _save(fig, path)
+
+
+def sweep_trials(results: pd.DataFrame, path: Path) -> Path:
+    """Best validation AUC of each sweep trial; the chosen trial highlighted."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(results) + 2), 3.6))
+    colours = ["tab:green" if best else "tab:blue" for best in results["best"]]
+    ax.bar(results["trial"].astype(str), results["best_val_auc"].fillna(0), color=colours)
+    for x, (auc, label) in enumerate(zip(results["best_val_auc"], results["label"])):
+        ax.text(x, 0.02 if pd.isna(auc) else auc, "failed" if pd.isna(auc) else f"{auc:.4f}",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(results)), [f"{t}\n{lbl}" for t, lbl in zip(results["trial"], results["label"])],
+                  fontsize=7)
+    low = results["best_val_auc"].min(skipna=True)
+    ax.set_ylim(max(0.0, (low if pd.notna(low) else 0.0) - 0.05), 1.0)
+    ax.set_ylabel("best validation AUC")
+    ax.set_title("sweep trials (green: chosen on validation AUC)")
+    return _save(fig, path)

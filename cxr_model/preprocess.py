@@ -75,7 +75,7 @@ def decoded_pixels(
     start = time.perf_counter()
     x = decode_all(source, manifest["path"].tolist(), size, max_pixels)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # parallel sweep trials
     np.savez(tmp, x=x)
     tmp.replace(path)
     log.info("preprocess: decoded %d images in %.1f s -> %s", len(x), time.perf_counter() - start, path.name)

@@ -242,7 +242,8 @@ def register(cfg: Config) -> dict:
                          "cxr.data_source": ingest_summary["source"],
                          "cxr.threshold_method": metrics["threshold"]["method"]})
         mlflow.log_params(cfg.flat_params())
-        tracking.log_history(history)
+        if "train_loss" not in run.data.metrics:  # a sweep trial's run already holds its curves
+            tracking.log_history(history)
         tracking.log_metric_tree("", {"test": metrics["test"], "test_at_0_5": metrics["test_at_0_5"],
                                       "val_final": metrics["val"], "fit": train_summary})
         mlflow.log_dict(ingest_summary, "data/manifest_summary.json")

@@ -5,12 +5,17 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
-from cxr_model import steps
-from cxr_model.config import load_config
+from cxr_model import steps, sweep
+from cxr_model.config import Config, load_config, with_overrides
 
 
-def _run(name: str, params: str) -> dict:
-    return steps.STEPS[name](load_config(params))
+def _config(params: str, overrides: dict | None = None) -> Config:
+    cfg = load_config(params)
+    return with_overrides(cfg, overrides) if overrides else cfg
+
+
+def _run(name: str, params: str, overrides: dict | None = None) -> dict:
+    return steps.STEPS[name](_config(params, overrides))
 
 
 @task(name="import-data", cache_policy=NONE)
@@ -38,27 +43,27 @@ def profile(params: str) -> dict:
 
 
 @task(name="train", cache_policy=NONE)
-def train(params: str) -> dict:
+def train(params: str, overrides: dict | None = None) -> dict:
     """Augmented CNN training with early stopping on validation AUC."""
-    return _run("train", params)
+    return _run("train", params, overrides)
 
 
 @task(name="evaluate", cache_policy=NONE)
-def evaluate(params: str) -> dict:
+def evaluate(params: str, overrides: dict | None = None) -> dict:
     """Validation-chosen threshold, then the held-out test split."""
-    return _run("evaluate", params)
+    return _run("evaluate", params, overrides)
 
 
 @task(name="register", cache_policy=NONE)
-def register(params: str) -> dict:
+def register(params: str, overrides: dict | None = None) -> dict:
     """MLflow run and a new registered model version."""
-    return _run("register", params)
+    return _run("register", params, overrides)
 
 
 @task(name="promote", cache_policy=NONE)
-def promote(params: str) -> dict:
+def promote(params: str, overrides: dict | None = None) -> dict:
     """Champion alias moves only for a version that passes the gates and the comparison."""
-    return _run("promote", params)
+    return _run("promote", params, overrides)
 
 
 @task(name="start-tracking", cache_policy=NONE)
@@ -71,3 +76,23 @@ def start_tracking(params: str, kind: str) -> dict:
 def champion_fingerprint(params: str) -> str | None:
     """Fingerprint of the data the current champion learned from."""
     return steps.champion_fingerprint(load_config(params))
+
+
+@task(name="sweep-plan", cache_policy=NONE)
+def sweep_plan(params: str) -> dict:
+    """Expand the search space and open the sweep's parent MLflow run."""
+    cfg = load_config(params)
+    settings = sweep.expand_space(cfg)
+    return {**sweep.open_sweep(cfg, settings), "settings": settings}
+
+
+@task(name="sweep-trial", cache_policy=NONE)
+def sweep_trial(params: str, plan: dict, index: int, overrides: dict) -> dict:
+    """Train one trial (on a Dask worker) as a run nested under the sweep."""
+    return sweep.run_trial(load_config(params), plan, index, overrides)
+
+
+@task(name="sweep-choose", cache_policy=NONE)
+def sweep_choose(params: str, plan: dict, outcomes: list[dict]) -> dict:
+    """Best trial by validation AUC; table and plot on the sweep's run."""
+    return sweep.finish_sweep(load_config(params), plan, outcomes)

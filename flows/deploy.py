@@ -1,0 +1,53 @@
+"""Register the retrain flow as a deployment on the team's work pool: the Prefect server schedules
+it (retrain.cron) or a person triggers it, and whichever worker polls the pool runs it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cxr_model.config import default_params_path, load_config
+from flows.retrain import retrain_flow
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENT = "retrain"
+
+
+def deploy(params: str, source: str | None = None, schedule: bool = True) -> str:
+    """Create or update cxr-retrain/retrain; returns its id. Needs PREFECT_API_URL (a real server)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise SystemExit("deploy: set PREFECT_API_URL to the team's Prefect server (`cxr stack status` prints it)")
+    cfg = load_config(params)
+    # Workers run the flow from the project checkout: this folder (same path on every worker
+    # machine) or a git URL they clone. The params path is relative to that checkout.
+    source = source or str(ROOT)
+    relative = os.path.relpath(Path(params).resolve(), ROOT) if not source.startswith(("http", "git@")) else params
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "CXR_DATA") if os.environ.get(k)}
+    flow = retrain_flow.from_source(source=source, entrypoint="flows/retrain.py:retrain_flow")
+    # to_deployment + apply, not flow.deploy: with this lock's fastapi, deploy()'s check for
+    # online workers sends a request the 3.8 server rejects (422 on workers/filter).
+    deployment = flow.to_deployment(
+        name=DEPLOYMENT, work_pool_name=cfg.team.work_pool, parameters={"params": relative, "force": False},
+        cron=cfg.retrain.cron if schedule else None, job_variables={"env": env} if env else None,
+        description="Retrain on new data; promote only a version that earns it.",
+    )
+    return str(deployment.apply())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Register the cxr retrain deployment on the team work pool.")
+    parser.add_argument("--params", default=None, help="parameters file (default: $CXR_PARAMS or ./params.yaml)")
+    parser.add_argument("--source", help="git URL workers clone (default: this checkout, same path on workers)")
+    parser.add_argument("--no-schedule", action="store_true", help="manual runs only (no retrain.cron)")
+    args = parser.parse_args(argv)
+    deployment_id = deploy(args.params or str(default_params_path()), args.source, not args.no_schedule)
+    print(f"deployment cxr-retrain/{DEPLOYMENT} ({deployment_id}) on work pool "
+          f"{load_config(args.params).team.work_pool}; run it now with: "
+          f"prefect deployment run cxr-retrain/{DEPLOYMENT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
