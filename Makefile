@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PARAMS ?= params.yaml
 
-.PHONY: setup data run test test-unit test-e2e ui serve bench-predict clean
+.PHONY: setup data run test test-unit test-e2e test-team ui serve bench-predict sweep team-up team-down team-status team-deploy clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -23,6 +23,9 @@ test-unit: setup
 test-e2e: setup
 	$(PY) -m pytest -m e2e
 
+test-team: setup
+	$(PY) -m pytest -m team
+
 ui: setup
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
 
@@ -31,6 +34,24 @@ PORT ?= 5001
 serve: setup
 	PATH="$(CURDIR)/.venv/bin:$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
 		.venv/bin/mlflow models serve -m "models:/cxr-pneumonia@champion" --env-manager local --host 127.0.0.1 --port $(PORT)
+
+# A hyperparameter sweep (params.yaml sweep:) as parallel trials on Dask.
+sweep: setup
+	$(PY) -m flows.sweep --params $(PARAMS)
+
+# The team stack (params.yaml team:): PostgreSQL, MLflow server, Prefect server, a worker.
+team-up: setup
+	.venv/bin/cxr --params $(PARAMS) stack up
+
+team-down: setup
+	.venv/bin/cxr --params $(PARAMS) stack down
+
+team-status: setup
+	.venv/bin/cxr --params $(PARAMS) stack status
+
+# The retrain deployment on the team's work pool (runs on retrain.cron, or on demand).
+team-deploy: setup
+	$(PY) -m flows.deploy --params $(PARAMS)
 
 bench-predict: setup
 	$(PY) -m benchmarks.predict_speed

@@ -149,7 +149,7 @@ class TeamConfig:
     state_dir: str = ".team"
     host: str = "127.0.0.1"
     postgres_port: int = 5433
-    mlflow_port: int = 5000
+    mlflow_port: int = 5050
     prefect_port: int = 4200
     work_pool: str = "cxr"
     postgres_for_prefect: bool = True

@@ -163,7 +163,7 @@ def sample_grid(manifest: pd.DataFrame, pixels: np.ndarray, path: Path, per_clas
 
 def sweep_trials(results: pd.DataFrame, path: Path) -> Path:
     """Best validation AUC of each sweep trial; the chosen trial highlighted."""
-    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(results) + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(results) + 2), 4.6))
     colours = ["tab:green" if best else "tab:blue" for best in results["best"]]
     ax.bar(results["trial"].astype(str), results["best_val_auc"].fillna(0), color=colours)
     for x, (auc, label) in enumerate(zip(results["best_val_auc"], results["label"])):

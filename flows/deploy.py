@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from cxr_model.config import default_params_path, load_config
+from cxr_model.stack import Stack
 from flows.retrain import retrain_flow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,10 +17,10 @@ DEPLOYMENT = "retrain"
 
 
 def deploy(params: str, source: str | None = None, schedule: bool = True) -> str:
-    """Create or update cxr-retrain/retrain; returns its id. Needs PREFECT_API_URL (a real server)."""
-    if not os.environ.get("PREFECT_API_URL"):
-        raise SystemExit("deploy: set PREFECT_API_URL to the team's Prefect server (`cxr stack status` prints it)")
+    """Create or update cxr-retrain/retrain on a real Prefect server; returns the deployment id."""
     cfg = load_config(params)
+    # PREFECT_API_URL names the team's server; without it, the one `cxr stack up` started here.
+    os.environ.setdefault("PREFECT_API_URL", Stack(cfg).prefect_api)
     # Workers run the flow from the project checkout: this folder (same path on every worker
     # machine) or a git URL they clone. The params path is relative to that checkout.
     source = source or str(ROOT)
