@@ -148,6 +148,7 @@ class SweepConfig:
 class TeamConfig:
     state_dir: str = ".team"
     host: str = "127.0.0.1"
+    public_host: str = ""
     postgres_port: int = 5433
     mlflow_port: int = 5050
     prefect_port: int = 4200

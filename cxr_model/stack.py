@@ -41,9 +41,15 @@ class Stack:
         return self.state / "postgres"
 
     @property
-    def client_host(self) -> str:
+    def local_host(self) -> str:
+        """How this host reaches the servers (health checks)."""
         host = self.cfg.team.host
         return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+    @property
+    def client_host(self) -> str:
+        """How clients reach the servers: team.public_host when other machines use them."""
+        return self.cfg.team.public_host or self.local_host
 
     @property
     def tracking_uri(self) -> str:
@@ -52,6 +58,9 @@ class Stack:
     @property
     def prefect_api(self) -> str:
         return f"http://{self.client_host}:{self.cfg.team.prefect_port}/api"
+
+    def local_url(self, port: int, path: str) -> str:
+        return f"http://{self.local_host}:{port}{path}"
 
     def db_url(self, database: str, driver: str = "postgresql") -> str:
         """SQLAlchemy URL of one database (password from the passfile, never on a command line)."""
@@ -239,11 +248,15 @@ def start_mlflow(stack: Stack) -> None:
     team = stack.cfg.team
     env = {**os.environ, "PGPASSFILE": str(passfile(stack))}
     env.pop("MLFLOW_TRACKING_URI", None)
-    pid = _spawn(stack, "mlflow", [
-        _bin("mlflow"), "server", "--backend-store-uri", stack.db_url("mlflow"),
-        "--artifacts-destination", str(artifacts), "--serve-artifacts",
-        "--host", team.host, "--port", str(team.mlflow_port), "--workers", "2"], env)
-    _wait_http("MLflow server", f"{stack.tracking_uri}/health", pid, stack.state / "mlflow.log", 180)
+    cmd = [_bin("mlflow"), "server", "--backend-store-uri", stack.db_url("mlflow"),
+           "--artifacts-destination", str(artifacts), "--serve-artifacts",
+           "--host", team.host, "--port", str(team.mlflow_port), "--workers", "2"]
+    if team.public_host:  # the name other machines use must pass MLflow's Host-header check
+        port = team.mlflow_port
+        cmd += ["--allowed-hosts", f"{team.public_host},{team.public_host}:{port},localhost,localhost:{port},"
+                                   f"127.0.0.1,127.0.0.1:{port},10.*,192.168.*,172.*"]
+    pid = _spawn(stack, "mlflow", cmd, env)
+    _wait_http("MLflow server", stack.local_url(team.mlflow_port, "/health"), pid, stack.state / "mlflow.log", 180)
 
 
 def start_prefect(stack: Stack) -> None:
@@ -260,15 +273,18 @@ def start_prefect(stack: Stack) -> None:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = url
     pid = _spawn(stack, "prefect", [_bin("prefect"), "server", "start", "--host", team.host,
                                     "--port", str(team.prefect_port)], env)
-    _wait_http("Prefect server", f"{stack.prefect_api}/health", pid, stack.state / "prefect.log", 180)
+    _wait_http("Prefect server", stack.local_url(team.prefect_port, "/api/health"), pid,
+               stack.state / "prefect.log", 180)
 
 
 def start_worker(stack: Stack) -> None:
     """The work pool (process type) and one worker polling it, with the stack's tracking URI."""
     if running_pid(stack, "worker"):
         return
-    env = {**os.environ, **stack.client_env()}
-    pool = stack.cfg.team.work_pool
+    team = stack.cfg.team
+    env = {**os.environ, "MLFLOW_TRACKING_URI": stack.local_url(team.mlflow_port, ""),
+           "PREFECT_API_URL": stack.local_url(team.prefect_port, "/api")}
+    pool = team.work_pool
     exists = subprocess.run([_bin("prefect"), "work-pool", "inspect", pool], env=env, capture_output=True)
     if exists.returncode != 0:
         out = subprocess.run([_bin("prefect"), "work-pool", "create", pool, "--type", "process"],
@@ -282,7 +298,7 @@ def start_worker(stack: Stack) -> None:
 
 def _wait_worker(stack: Stack, pid: int, seconds: float = 120) -> None:
     """A worker is up once the server lists it for the pool."""
-    url = f"{stack.prefect_api}/work_pools/{stack.cfg.team.work_pool}/workers/filter"
+    url = stack.local_url(stack.cfg.team.prefect_port, f"/api/work_pools/{stack.cfg.team.work_pool}/workers/filter")
     deadline = time.time() + seconds
     while time.time() < deadline and _alive(pid):
         request = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})

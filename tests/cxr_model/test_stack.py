@@ -22,6 +22,9 @@ def test_clients_reach_a_wildcard_bound_server_on_loopback(tmp_path):
     assert s.client_env() == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5123",
                               "PREFECT_API_URL": "http://127.0.0.1:4321/api"}
     assert stack.Stack(_cfg(tmp_path, host="10.0.0.7")).tracking_uri.startswith("http://10.0.0.7:")
+    public = stack.Stack(_cfg(tmp_path, host="0.0.0.0", public_host="cxr-team.lan", prefect_port=4321))
+    assert public.prefect_api == "http://cxr-team.lan:4321/api"  # what other machines are told
+    assert public.local_url(4321, "/api/health") == "http://127.0.0.1:4321/api/health"  # what this host checks
 
 
 def test_the_database_password_lives_in_a_private_passfile_not_in_urls(tmp_path, monkeypatch):
