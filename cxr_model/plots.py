@@ -163,16 +163,17 @@ def sample_grid(manifest: pd.DataFrame, pixels: np.ndarray, path: Path, per_clas
 
 def sweep_trials(results: pd.DataFrame, path: Path) -> Path:
     """Best validation AUC of each sweep trial; the chosen trial highlighted."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(results) + 2), 4.6))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(results) + 2), 4.6))
     colours = ["tab:green" if best else "tab:blue" for best in results["best"]]
     ax.bar(results["trial"].astype(str), results["best_val_auc"].fillna(0), color=colours)
-    for x, (auc, label) in enumerate(zip(results["best_val_auc"], results["label"])):
-        ax.text(x, 0.02 if pd.isna(auc) else auc, "failed" if pd.isna(auc) else f"{auc:.4f}",
-                ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(results)), [f"{t}\n{lbl}" for t, lbl in zip(results["trial"], results["label"])],
-                  fontsize=7)
     low = results["best_val_auc"].min(skipna=True)
-    ax.set_ylim(max(0.0, (low if pd.notna(low) else 0.0) - 0.05), 1.0)
+    bottom = max(0.0, (low if pd.notna(low) else 0.0) - 0.05)
+    ax.set_ylim(bottom, 1.0)
+    for x, auc in enumerate(results["best_val_auc"]):
+        ax.text(x, bottom if pd.isna(auc) else auc, "failed" if pd.isna(auc) else f"{auc:.4f}",
+                ha="center", va="bottom", fontsize=8)
+    names = [f"trial {t}\n" + lbl.replace(" ", "\n") for t, lbl in zip(results["trial"], results["label"])]
+    ax.set_xticks(range(len(results)), names, fontsize=7)
     ax.set_ylabel("best validation AUC")
     ax.set_title("sweep trials (green: chosen on validation AUC)")
     return _save(fig, path)
