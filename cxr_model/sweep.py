@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import random
 
 import pandas as pd
@@ -71,10 +70,9 @@ def open_sweep(cfg: Config, settings: list[dict]) -> dict:
 
     experiment_id = tracking.connect(cfg)
     client = tracking.client(cfg)
-    run = client.create_run(experiment_id, run_name=f"sweep-{tracking.stamp()}", tags={
-        "cxr.kind": "sweep", "cxr.status": "running", "cxr.git_commit": tracking.git_commit(cfg.root),
-        "cxr.sweep.method": cfg.sweep.method, "cxr.sweep.trials": str(len(settings))})
-    sweep_id = run.info.run_id
+    sweep_id = tracking.create_run(cfg, experiment_id, f"sweep-{tracking.stamp()}", {
+        "cxr.kind": "sweep", "cxr.status": "running", "cxr.sweep.method": cfg.sweep.method,
+        "cxr.sweep.trials": str(len(settings))})
     client.log_text(sweep_id, json.dumps({"space": cfg.sweep.space, "trials": settings}, indent=2, default=str),
                     "sweep/space.json")
     for key, value in cfg.flat_params().items():
@@ -91,10 +89,9 @@ def run_trial(cfg: Config, sweep: dict, index: int, overrides: dict) -> dict:
 
     trial = trial_config(cfg, sweep["sweep_id"], index, overrides)
     client = tracking.client(trial)
-    run = client.create_run(sweep["experiment_id"], run_name=f"trial-{index} {label(overrides)}", tags={
+    run_id = tracking.create_run(trial, sweep["experiment_id"], f"trial-{index} {label(overrides)}", {
         "mlflow.parentRunId": sweep["sweep_id"], "cxr.kind": "sweep-trial", "cxr.status": "running",
-        "cxr.sweep.trial": str(index), "cxr.pid": str(os.getpid()), "cxr.host": os.uname().nodename})
-    run_id = run.info.run_id
+        "cxr.sweep.trial": str(index)})
     trial.layout.active_run.parent.mkdir(parents=True, exist_ok=True)
     trial.layout.active_run.write_text(json.dumps({"run_id": run_id}))  # a failing step records into it
     outcome = {"trial": index, "overrides": overrides, "run_id": run_id}

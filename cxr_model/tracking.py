@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
 
 from cxr_model.config import Config
 
@@ -104,16 +105,22 @@ def active_run_id(cfg: Config) -> str | None:
     return run_id if run.info.status == "RUNNING" else None
 
 
+def create_run(cfg: Config, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+    """A run carrying who and where started it (mlflow.user, cxr.host): on a shared server,
+    engineers' runs sit side by side and stay attributable."""
+    defaults = {"cxr.pid": str(os.getpid()), "cxr.host": socket.gethostname(), "cxr.git_commit": git_commit(cfg.root)}
+    return client(cfg).create_run(experiment_id, run_name=name,
+                                  tags=resolve_tags({**defaults, **tags})).info.run_id
+
+
 def open_run(cfg: Config, kind: str) -> str:
     """Open the execution's run before any step, so a crash or kill is visible in MLflow."""
     experiment_id = connect(cfg)
-    run = client(cfg).create_run(experiment_id, run_name=f"{kind}-{stamp()}", tags={
-        "cxr.status": "running", "cxr.pid": str(os.getpid()), "cxr.host": socket.gethostname(),
-        "cxr.git_commit": git_commit(cfg.root)})
+    run_id = create_run(cfg, experiment_id, f"{kind}-{stamp()}", {"cxr.status": "running"})
     path = _active_file(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"run_id": run.info.run_id}))
-    return run.info.run_id
+    path.write_text(json.dumps({"run_id": run_id}))
+    return run_id
 
 
 def close_run(cfg: Config, status: str = "FINISHED", tags: dict[str, str] | None = None) -> None:

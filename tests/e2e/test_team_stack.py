@@ -109,6 +109,8 @@ def test_run_metrics_artifacts_and_version_are_readable_through_the_rest_api(tea
     run = next(r for r in runs if r["info"]["run_name"].startswith("retrain-"))
     run_id = run["info"]["run_id"]
     assert run["info"]["status"] == "FINISHED"
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert tags["mlflow.user"] and tags["cxr.host"]  # engineers' runs on one server stay attributable
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     assert params["preprocess.image_size"] == "64"
     history = _get(f"{mlflow}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=val_auc")["metrics"]
