@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from cxr_model.config import Config
@@ -291,20 +292,24 @@ def start_worker(stack: Stack) -> None:
                              env=env, capture_output=True, text=True)
         if out.returncode != 0:
             raise CxrError(f"cannot create work pool {pool}: {out.stdout[-500:]} {out.stderr[-500:]}")
+    name = f"cxr-{os.uname().nodename}"
+    started = datetime.now(timezone.utc)
     pid = _spawn(stack, "worker", [_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process",
-                                   "--name", f"cxr-{os.uname().nodename}"], env)
-    _wait_worker(stack, pid)
+                                   "--name", name], env)
+    _wait_worker(stack, pid, name, started)
 
 
-def _wait_worker(stack: Stack, pid: int, seconds: float = 120) -> None:
-    """A worker is up once the server lists it for the pool."""
+def _wait_worker(stack: Stack, pid: int, name: str, started: datetime, seconds: float = 120) -> None:
+    """The worker is up once the server has a heartbeat from it newer than its start."""
     url = stack.local_url(stack.cfg.team.prefect_port, f"/api/work_pools/{stack.cfg.team.work_pool}/workers/filter")
     deadline = time.time() + seconds
     while time.time() < deadline and _alive(pid):
         request = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=5) as resp:
-                if json.loads(resp.read()):
+                if any(w["name"] == name and w.get("last_heartbeat_time")
+                       and datetime.fromisoformat(w["last_heartbeat_time"]) >= started
+                       for w in json.loads(resp.read())):
                     return
         except OSError:
             pass
