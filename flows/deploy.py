@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from cxr_model.config import default_params_path, load_config
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from cxr_model.config import Config, default_params_path, load_config
 from cxr_model.stack import Stack
 from flows.retrain import retrain_flow
 
@@ -19,8 +21,14 @@ DEPLOYMENT = "retrain"
 def deploy(params: str, source: str | None = None, schedule: bool = True) -> str:
     """Create or update cxr-retrain/retrain on a real Prefect server; returns the deployment id."""
     cfg = load_config(params)
-    # PREFECT_API_URL names the team's server; without it, the one `cxr stack up` started here.
-    os.environ.setdefault("PREFECT_API_URL", Stack(cfg).prefect_api)
+    # PREFECT_API_URL names the team's server; without it, the one `cxr stack up` started here
+    # (set through Prefect's settings: it read the environment when it was imported).
+    api = os.environ.get("PREFECT_API_URL") or Stack(cfg).prefect_api
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        return _apply(cfg, params, source, schedule)
+
+
+def _apply(cfg: Config, params: str, source: str | None, schedule: bool) -> str:
     # Workers run the flow from the project checkout: this folder (same path on every worker
     # machine) or a git URL they clone. The params path is relative to that checkout.
     source = source or str(ROOT)

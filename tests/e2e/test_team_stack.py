@@ -71,8 +71,10 @@ def team(tmp_path_factory):
 def retrained_on_worker(team):
     """Deploy the retrain flow to the pool, trigger it through the Prefect API, wait for the worker."""
     env, api = team["env"], team["env"]["PREFECT_API_URL"]
+    # Without PREFECT_API_URL (as `make team-deploy` runs) it finds the stack's server from params.yaml.
+    deploy_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
     deploy = subprocess.run([sys.executable, "-m", "flows.deploy", "--params", str(team["params"]), "--no-schedule"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                            cwd=ROOT, env=deploy_env, capture_output=True, text=True, timeout=300)
     assert deploy.returncode == 0, deploy.stdout[-2000:] + deploy.stderr[-3000:]
     deployment = _get(f"{api}/deployments/name/cxr-retrain/retrain")
     assert deployment["work_pool_name"] == "cxr-test"
