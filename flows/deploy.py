@@ -35,8 +35,8 @@ def _apply(cfg: Config, params: str, source: str | None, schedule: bool) -> str:
     relative = os.path.relpath(Path(params).resolve(), ROOT) if not source.startswith(("http", "git@")) else params
     env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "CXR_DATA") if os.environ.get(k)}
     flow = retrain_flow.from_source(source=source, entrypoint="flows/retrain.py:retrain_flow")
-    # to_deployment + apply, not flow.deploy: with this lock's fastapi, deploy()'s check for
-    # online workers sends a request the 3.8 server rejects (422 on workers/filter).
+    # to_deployment + apply: registers the deployment only (flow.deploy() also checks for online
+    # workers, which the 3.8 server rejected with fastapi >= 0.151; see constraints.txt).
     deployment = flow.to_deployment(
         name=DEPLOYMENT, work_pool_name=cfg.team.work_pool, parameters={"params": relative, "force": False},
         cron=cfg.retrain.cron if schedule else None, job_variables={"env": env} if env else None,

@@ -101,6 +101,10 @@ def test_a_deployment_run_triggered_on_the_server_completes_on_the_worker(team, 
     assert run["state"]["type"] == "COMPLETED", worker_log[-3000:]
     assert run["work_pool_name"] == "cxr-test"
     assert run["id"] in worker_log  # the worker, not this process, picked it up
+    # Prefect's own CLI works against the server (with FastAPI >= 0.151 it got 422 on filters).
+    listed = subprocess.run([str(Path(sys.executable).with_name("prefect")), "deployment", "ls"], cwd=ROOT,
+                            env=team["env"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "cxr-retrain/retrain" in listed.stdout, listed.stderr[-2000:]
 
 
 def test_run_metrics_artifacts_and_version_are_readable_through_the_rest_api(team, retrained_on_worker):
