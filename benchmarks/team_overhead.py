@@ -13,7 +13,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,14 +21,10 @@ from pathlib import Path
 
 import yaml
 
+from cxr_model.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 STEP_LINE = re.compile(r"^([a-z-]+)\s+(\d+\.\d)$")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _params(folder: Path, epochs: int, state: Path) -> Path:
@@ -39,7 +34,7 @@ def _params(folder: Path, epochs: int, state: Path) -> Path:
     raw["data"].update(landing=str(load_config(ROOT / "params.yaml").landing), versioned=False)
     raw["train"]["epochs"] = epochs
     raw["mlflow"].update(tracking_uri="sqlite:///mlruns/mlflow.db", artifact_root="mlruns/artifacts")
-    raw["team"].update(state_dir=str(state), postgres_port=_port(), mlflow_port=_port(), prefect_port=_port(),
+    raw["team"].update(state_dir=str(state), postgres_port=free_port(), mlflow_port=free_port(), prefect_port=free_port(),
                        work_pool="cxr-bench")
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

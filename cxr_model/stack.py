@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cxr_model.config import Config
 from cxr_model.errors import CxrError
+from cxr_model.processes import pid_alive, wait_http
 
 log = logging.getLogger("cxr.stack")
 
@@ -63,9 +64,10 @@ class Stack:
     def local_url(self, port: int, path: str) -> str:
         return f"http://{self.local_host}:{port}{path}"
 
-    def db_url(self, database: str, driver: str = "postgresql") -> str:
-        """SQLAlchemy URL of one database (password from the passfile, never on a command line)."""
-        return f"{driver}://{USER}@127.0.0.1:{self.cfg.team.postgres_port}/{database}"
+    def db_url(self, database: str, driver: str = "postgresql", password: str = "") -> str:
+        """SQLAlchemy URL of one database; without a password, libpq takes it from the passfile."""
+        login = f"{USER}:{password}" if password else USER
+        return f"{driver}://{login}@127.0.0.1:{self.cfg.team.postgres_port}/{database}"
 
     def client_env(self) -> dict[str, str]:
         """What every cxr command needs to use the stack."""
@@ -78,47 +80,31 @@ def _pid_file(stack: Stack, name: str) -> Path:
     return stack.state / f"{name}.pid"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_pid(stack: Stack, name: str) -> int | None:
     """Pid of a service this stack started, if it is still alive."""
     path = _pid_file(stack, name)
     if not path.is_file():
         return None
     pid = int(path.read_text().strip() or 0)
-    return pid if pid and _alive(pid) else None
+    return pid if pid and pid_alive(pid) else None
 
 
-def _spawn(stack: Stack, name: str, cmd: list[str], env: dict[str, str]) -> int:
-    log_path = stack.state / f"{name}.log"
-    with open(log_path, "ab") as out:
+def _spawn(stack: Stack, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    with open(stack.state / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(cmd, cwd=stack.cfg.root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _pid_file(stack, name).write_text(str(proc.pid))
-    return proc.pid
+    return proc
 
 
-def _wait_http(name: str, url: str, pid: int, log_path: Path, seconds: float) -> None:
-    deadline = time.time() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        if not _alive(pid) or time.time() > deadline:
-            tail = log_path.read_text(errors="replace")[-2000:] if log_path.is_file() else ""
-            raise CxrError(f"{name} did not come up at {url} (log {log_path}):\n{tail}")
-        time.sleep(0.5)
+def _wait_up(stack: Stack, name: str, url: str, proc: subprocess.Popen, seconds: float) -> None:
+    """Wait for the service's health URL; on failure, show the end of its log."""
+    log_path = stack.state / f"{name}.log"
+    try:
+        wait_http(name, url, lambda: proc.poll() is None, seconds)
+    except CxrError as exc:
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path.is_file() else ""
+        raise CxrError(f"{exc} (log {log_path}):\n{tail}") from None
 
 
 def _stop_pid(pid: int, seconds: float = 30) -> None:
@@ -127,13 +113,13 @@ def _stop_pid(pid: int, seconds: float = 30) -> None:
     except ProcessLookupError:
         return
     deadline = time.time() + seconds
-    while _alive(pid) and time.time() < deadline:
+    while pid_alive(pid) and time.time() < deadline:
         time.sleep(0.2)
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
-    if _alive(pid):
+    if pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)
 
 
@@ -256,8 +242,8 @@ def start_mlflow(stack: Stack) -> None:
         port = team.mlflow_port
         cmd += ["--allowed-hosts", f"{team.public_host},{team.public_host}:{port},localhost,localhost:{port},"
                                    f"127.0.0.1,127.0.0.1:{port},10.*,192.168.*,172.*"]
-    pid = _spawn(stack, "mlflow", cmd, env)
-    _wait_http("MLflow server", stack.local_url(team.mlflow_port, "/health"), pid, stack.state / "mlflow.log", 180)
+    proc = _spawn(stack, "mlflow", cmd, env)
+    _wait_up(stack, "mlflow", stack.local_url(team.mlflow_port, "/health"), proc, 180)
 
 
 def start_prefect(stack: Stack) -> None:
@@ -270,12 +256,12 @@ def start_prefect(stack: Stack) -> None:
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": "",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": f"{stack.prefect_api}"}
     if team.postgres_for_prefect:
-        url = stack.db_url("prefect", "postgresql+asyncpg").replace(f"{USER}@", f"{USER}:{_password(stack)}@")
-        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = url
-    pid = _spawn(stack, "prefect", [_bin("prefect"), "server", "start", "--host", team.host,
-                                    "--port", str(team.prefect_port)], env)
-    _wait_http("Prefect server", stack.local_url(team.prefect_port, "/api/health"), pid,
-               stack.state / "prefect.log", 180)
+        # asyncpg reads no passfile: the password goes in the server's environment, not its argv.
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = stack.db_url("prefect", "postgresql+asyncpg",
+                                                                     _password(stack))
+    proc = _spawn(stack, "prefect", [_bin("prefect"), "server", "start", "--host", team.host,
+                                     "--port", str(team.prefect_port)], env)
+    _wait_up(stack, "prefect", stack.local_url(team.prefect_port, "/api/health"), proc, 180)
 
 
 def start_worker(stack: Stack) -> None:
@@ -294,16 +280,16 @@ def start_worker(stack: Stack) -> None:
             raise CxrError(f"cannot create work pool {pool}: {out.stdout[-500:]} {out.stderr[-500:]}")
     name = f"cxr-{os.uname().nodename}"
     started = datetime.now(timezone.utc)
-    pid = _spawn(stack, "worker", [_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process",
-                                   "--name", name], env)
-    _wait_worker(stack, pid, name, started)
+    proc = _spawn(stack, "worker", [_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process",
+                                    "--name", name], env)
+    _wait_worker(stack, proc, name, started)
 
 
-def _wait_worker(stack: Stack, pid: int, name: str, started: datetime, seconds: float = 120) -> None:
+def _wait_worker(stack: Stack, proc: subprocess.Popen, name: str, started: datetime, seconds: float = 120) -> None:
     """The worker is up once the server has a heartbeat from it newer than its start."""
     url = stack.local_url(stack.cfg.team.prefect_port, f"/api/work_pools/{stack.cfg.team.work_pool}/workers/filter")
     deadline = time.time() + seconds
-    while time.time() < deadline and _alive(pid):
+    while time.time() < deadline and proc.poll() is None:
         request = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=5) as resp:
@@ -360,5 +346,5 @@ def status(cfg: Config) -> dict[str, str]:
     stack = Stack(cfg)
     state = {name: ("running" if running_pid(stack, name) else "stopped") for name in ("mlflow", "prefect", "worker")}
     pg = stack.pg_dir / "data" / "postmaster.pid"
-    state["postgres"] = "running" if pg.is_file() and _alive(int(pg.read_text().split()[0])) else "stopped"
+    state["postgres"] = "running" if pg.is_file() and pid_alive(int(pg.read_text().split()[0])) else "stopped"
     return {**state, **stack.client_env()}

@@ -92,8 +92,7 @@ def run_trial(cfg: Config, sweep: dict, index: int, overrides: dict) -> dict:
     run_id = tracking.create_run(trial, sweep["experiment_id"], f"trial-{index} {label(overrides)}", {
         "mlflow.parentRunId": sweep["sweep_id"], "cxr.kind": "sweep-trial", "cxr.status": "running",
         "cxr.sweep.trial": str(index)})
-    trial.layout.active_run.parent.mkdir(parents=True, exist_ok=True)
-    trial.layout.active_run.write_text(json.dumps({"run_id": run_id}))  # a failing step records into it
+    tracking.set_active_run(trial, run_id)  # a failing step records into it
     outcome = {"trial": index, "overrides": overrides, "run_id": run_id}
     log.info("sweep: trial %d (%s) started", index, label(overrides))
     try:
@@ -159,8 +158,8 @@ def finish_sweep(cfg: Config, sweep: dict, outcomes: list[dict]) -> dict:
               "table": str(folder / "trials.md"), "failed_trials": int(table["error"].ne("").sum())}
     if cfg.sweep.register_best:
         # The best trial's run becomes its folder's active run: evaluate/register log into it.
-        trial = trial_config(cfg, sweep_id, result["best_trial"], chosen["overrides"])
+        overrides = trial_overrides(cfg, sweep_id, result["best_trial"], chosen["overrides"])
         client.update_run(chosen["run_id"], status="RUNNING")
-        trial.layout.active_run.write_text(json.dumps({"run_id": chosen["run_id"]}))
-        result["register_overrides"] = trial_overrides(cfg, sweep_id, result["best_trial"], chosen["overrides"])
+        tracking.set_active_run(with_overrides(cfg, overrides), chosen["run_id"])
+        result["register_overrides"] = overrides
     return result

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
 from cxr_model.config import Config
+from cxr_model.processes import pid_alive
 
 log = logging.getLogger("cxr.tracking")
 
@@ -117,10 +118,15 @@ def open_run(cfg: Config, kind: str) -> str:
     """Open the execution's run before any step, so a crash or kill is visible in MLflow."""
     experiment_id = connect(cfg)
     run_id = create_run(cfg, experiment_id, f"{kind}-{stamp()}", {"cxr.status": "running"})
+    set_active_run(cfg, run_id)
+    return run_id
+
+
+def set_active_run(cfg: Config, run_id: str) -> None:
+    """The run this artifacts folder's steps log into (and a failing step records into)."""
     path = _active_file(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"run_id": run_id}))
-    return run_id
 
 
 def close_run(cfg: Config, status: str = "FINISHED", tags: dict[str, str] | None = None) -> None:
@@ -132,16 +138,6 @@ def close_run(cfg: Config, status: str = "FINISHED", tags: dict[str, str] | None
             c.set_tag(run_id, key, value)
         c.set_terminated(run_id, status=status)
     _active_file(cfg).unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_killed_runs(cfg: Config) -> list[str]:
@@ -156,7 +152,7 @@ def sweep_killed_runs(cfg: Config) -> list[str]:
         tags = run.data.tags
         if run.info.status != "RUNNING" or tags.get("cxr.host") != host:
             continue
-        if not _alive(int(tags.get("cxr.pid", "0") or 0)):
+        if not pid_alive(int(tags.get("cxr.pid", "0") or 0)):
             c.set_tag(run.info.run_id, "cxr.status", "killed")
             c.set_tag(run.info.run_id, "cxr.error", "the process running this pipeline died before it ended")
             c.set_terminated(run.info.run_id, status="KILLED")

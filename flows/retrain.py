@@ -6,19 +6,16 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
 from prefect import flow
 
 from cxr_model.config import load_config
-from cxr_model.errors import CxrError
 from cxr_model.locking import pipeline_lock
+from cxr_model.processes import free_port, wait_http
 from flows.training import PIPELINE, import_if_versioned, report, run_cli, run_steps
 from tasks import steps as t
 
@@ -54,15 +51,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         help="with --serve: run every N seconds instead of the cron (demos, tests)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _with_local_server(argv: list[str]) -> None:
     """Scheduling needs a real Prefect server: start one on loopback, serve against it, stop it."""
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     prefect = Path(sys.executable).with_name("prefect")
     env = {**os.environ, "PREFECT_API_URL": api}
@@ -73,15 +64,7 @@ def _with_local_server(argv: list[str]) -> None:
     # SIGTERM (a service manager, Ctrl-C's cousin) must still stop the server we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{api}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    raise CxrError(f"the Prefect server did not start on port {port}") from None
-                time.sleep(1)
+        wait_http("the Prefect server", f"{api}/health", lambda: server.poll() is None, 120)
         subprocess.run([sys.executable, "-m", "flows.retrain", *argv], env=env, check=False)
     finally:
         os.killpg(server.pid, signal.SIGTERM)

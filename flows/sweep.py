@@ -42,10 +42,8 @@ def sweep_flow(params: str = "params.yaml") -> dict:
         futures = [t.sweep_trial.submit(params, plan, i, overrides) for i, overrides in enumerate(plan["settings"])]
         chosen = t.sweep_choose(params, plan, [f.result() for f in futures])
         results["sweep"] = chosen
-        best = chosen.get("register_overrides")
-        if best:
-            for name in ("evaluate", "register", "promote"):
-                results[name] = getattr(t, name)(params, best)
+        if chosen.get("register_overrides"):
+            run_steps(params, ["evaluate", "register", "promote"], results, chosen["register_overrides"])
     print(f"sweep: best trial {chosen['best_trial']} ({chosen['best_overrides']}), validation AUC "
           f"{chosen['best_val_auc']:.4f}; table: {chosen['table']}")
     if "evaluate" in results:

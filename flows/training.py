@@ -29,10 +29,11 @@ def import_if_versioned(params: str, results: dict) -> None:
         results["import-data"] = t.import_data(params)
 
 
-def run_steps(params: str, names: list[str], results: dict) -> dict:
-    """Run the named steps in order; a failing step raises and stops the rest."""
+def run_steps(params: str, names: list[str], results: dict, overrides: dict | None = None) -> dict:
+    """Run the named steps in order (on overridden settings, e.g. a sweep trial's); a failing
+    step raises and stops the rest."""
     for name in names:
-        results[name] = TASKS[name](params)
+        results[name] = TASKS[name](params, overrides) if overrides else TASKS[name](params)
     return results
 
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cxr_model.config import load_config
+from cxr_model.errors import CxrError
+from cxr_model.processes import free_port, wait_http
 from tests.conftest import REAL_DATA, ROOT, write_params
 
 
@@ -30,12 +29,6 @@ def real_subset(dest: Path, train_per_class: int = 40, test_per_class: int = 15)
             for f in files[::step][:n]:
                 shutil.copy(f, dest / split / label / f.name)
     return dest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env(prefect_api: str | None = None) -> dict:
@@ -61,16 +54,10 @@ def running(name: str, cmd: list[str], env: dict, health_url: str, log: Path, se
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            deadline = time.time() + seconds
-            while True:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"{name} did not start within {seconds:.0f} s: {log.read_text()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(health_url, timeout=2) as resp:
-                        if resp.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.5)
+            try:
+                wait_http(name, health_url, lambda: proc.poll() is None, seconds)
+            except CxrError as exc:
+                pytest.fail(f"{exc}: {log.read_text()[-3000:]}")
             yield
         finally:
             proc.terminate()

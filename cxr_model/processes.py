@@ -1,0 +1,45 @@
+"""Local processes and ports, shared by the flows, the team stack, benchmarks and tests:
+is a pid alive, a free loopback port, wait until a server's health URL answers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+
+from cxr_model.errors import CxrError
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process with this pid exists (also one owned by another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(name: str, url: str, running: Callable[[], bool], seconds: float) -> None:
+    """Return once `url` answers 200; raise CxrError if the server exits or the time runs out."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if not running() or time.time() > deadline:
+            raise CxrError(f"{name} did not come up at {url} within {seconds:.0f} s")
+        time.sleep(0.5)
