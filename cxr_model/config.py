@@ -79,6 +79,7 @@ class TrainConfig:
     class_weights: str = "balanced"
     label_smoothing: float = 0.0
     weight_decay: float = 0.0
+    ema_momentum: float = 0.0
     warmup_epochs: int = 0
     jit_compile: bool = False
     precision: str = "float32"
@@ -299,6 +300,7 @@ def _check(cfg: Config) -> None:
         (cfg.model.stem_filters >= 1, "model.stem_filters must be >= 1"),
         (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
+        (0.0 <= cfg.train.ema_momentum < 1.0, "train.ema_momentum must be in [0, 1)"),
         (cfg.train.precision in ("float32", "mixed_bfloat16"), "train.precision must be float32 or mixed_bfloat16"),
         (
             cfg.evaluate.threshold_method in ("youden_midrange", "target_sensitivity", "fixed"),

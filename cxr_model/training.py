@@ -81,7 +81,8 @@ class _EpochTimer(keras.callbacks.Callback):
 
 
 def make_optimizer(tc: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam (AdamW when weight_decay > 0) with an optional linear warm-up, then cosine decay."""
+    """Adam (AdamW when weight_decay > 0) with an optional linear warm-up, then cosine decay;
+    with ema_momentum > 0 it also keeps a moving average of the weights (Polyak averaging)."""
     warmup = min(tc.warmup_epochs, tc.epochs - 1) * steps_per_epoch  # no warm-up in a 1-epoch run
     decay = max(1, steps_per_epoch * tc.epochs - warmup)
     alpha = tc.min_learning_rate / tc.learning_rate
@@ -92,9 +93,10 @@ def make_optimizer(tc: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Op
         )
     else:
         schedule = keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=decay, alpha=alpha)
+    ema = {"use_ema": True, "ema_momentum": tc.ema_momentum} if tc.ema_momentum > 0 else {}
     if tc.weight_decay > 0:
-        return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay)
-    return keras.optimizers.Adam(schedule)
+        return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay, **ema)
+    return keras.optimizers.Adam(schedule, **ema)
 
 
 def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResult:
@@ -118,8 +120,11 @@ def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResul
     )
     train_ds, val_ds = make_datasets(train, val, cfg)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    # With EMA, the averaged weights are the ones validated, checkpointed and kept.
+    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if tc.ema_momentum > 0 else []
     callbacks = [
         _EpochTimer(),
+        *ema,
         keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=tc.early_stopping_patience,
