@@ -59,6 +59,7 @@ class ModelConfig:
 class AugmentConfig:
     rotation_deg: float = 7.0
     zoom: float = 0.1
+    zoom_in: float = 0.0
     shift: float = 0.06
     brightness: float = 0.15
     contrast: float = 0.2
@@ -301,6 +302,7 @@ def _check(cfg: Config) -> None:
         (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
         (0.0 <= cfg.train.ema_momentum < 1.0, "train.ema_momentum must be in [0, 1)"),
+        (0.0 <= cfg.train.augment.zoom_in < 1.0, "train.augment.zoom_in must be in [0, 1)"),
         (cfg.train.precision in ("float32", "mixed_bfloat16"), "train.precision must be float32 or mixed_bfloat16"),
         (
             cfg.evaluate.threshold_method in ("youden_midrange", "target_sensitivity", "fixed"),

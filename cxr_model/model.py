@@ -122,8 +122,11 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     steps: list[layers.Layer] = []
     if cfg.rotation_deg > 0:
         steps.append(layers.RandomRotation(cfg.rotation_deg / 360.0, fill_mode="constant", seed=seed))
-    if cfg.zoom > 0:
-        steps.append(layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=seed + 1))
+    if cfg.zoom > 0 or cfg.zoom_in > 0:
+        # Negative factors zoom in: zoom_in widens that side alone (random crops of the chest),
+        # so tight framing, common in one cohort's pneumonia films, stops being a class cue.
+        zoom_range = (-max(cfg.zoom, cfg.zoom_in), cfg.zoom)
+        steps.append(layers.RandomZoom(zoom_range, fill_mode="constant", seed=seed + 1))
     if cfg.shift > 0:
         steps.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed + 2))
     if cfg.brightness > 0:

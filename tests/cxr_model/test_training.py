@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -90,3 +91,43 @@ def test_mixed_bfloat16_computes_in_bfloat16_and_round_trips(tmp_path):
     np.testing.assert_allclose(training.predict(loaded, x), p, atol=1e-6)
     maps = GradCam(loaded).heatmaps(x)
     assert maps.dtype == np.float32 and maps.shape[0] == 4 and maps.max() <= 1
+
+
+def test_ema_weights_are_the_ones_validated_and_kept(tmp_path):
+    from cxr_model.config import Config, PreprocessConfig, TrainConfig
+
+    rng = np.random.default_rng(2)
+
+    def split(n):
+        y = np.arange(n) % 2
+        x = rng.normal(100, 30, (n, 16, 16, 1))
+        x[y == 1, 4:12, 4:12] += 25
+        return Arrays(np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int32), [f"{i}" for i in range(n)])
+
+    train, val = split(96), split(48)
+    results = {}
+    for ema in (0.0, 0.9):
+        cfg = Config(preprocess=PreprocessConfig(image_size=16),
+                     model=ModelConfig(filters=(8, 16), dense_units=8, dropout=0.1),
+                     train=TrainConfig(epochs=3, batch_size=16, learning_rate=3e-3, ema_momentum=ema,
+                                       augment=AugmentConfig(rotation_deg=0, zoom=0, shift=0)))
+        results[ema] = training.fit(train, val, cfg, tmp_path / f"{ema}.keras")
+    kept = results[0.9]
+    auc = keras.metrics.AUC()
+    auc.update_state(val.y, training.predict(kept.model, val.x))
+    # The returned model scores validation exactly as the epoch it was picked for: the
+    # averaged weights were validated, checkpointed and returned, not the raw ones.
+    assert float(auc.result()) == pytest.approx(kept.best_val_auc, abs=1e-6)
+    raw, averaged = results[0.0].model.get_weights(), kept.model.get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(raw, averaged))
+
+
+def test_zoom_in_only_crops_never_shrinks_the_chest():
+    only_crops = AugmentConfig(rotation_deg=0, zoom=0, zoom_in=0.5, shift=0, brightness=0, contrast=0)
+    aug = build_augmenter(only_crops, seed=3)
+    x = np.full((16, 64, 64, 1), 100.0, dtype=np.float32)
+    x[:, 24:40, 24:40] = 200.0
+    bright = (np.asarray(aug(x, training=True)) > 150).sum(axis=(1, 2, 3))
+    # Zooming in enlarges the centred square; a zoom-out would shrink it below 16 x 16.
+    assert (bright >= 16 * 16 - 2 * 16).all()
+    assert np.median(bright) > 1.3 * 16 * 16
