@@ -161,6 +161,33 @@ def sample_grid(manifest: pd.DataFrame, pixels: np.ndarray, path: Path, per_clas
     return _save(fig, path)
 
 
+def hardest_indices(y: np.ndarray, p: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the highest-scored NORMAL and the lowest-scored PNEUMONIA images, worst first."""
+    normal, pneumonia = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    return (normal[np.argsort(-p[normal], kind="stable")][:per_class],
+            pneumonia[np.argsort(p[pneumonia], kind="stable")][:per_class])
+
+
+def hardest_cases(x: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float, path: Path,
+                  per_class: int = 8) -> Path:
+    """The validation images the model is most wrong about, per class: where shortcuts
+    (framing, markers, exposure) show up before they cost specificity on another cohort."""
+    titles = ("NORMAL scored most like pneumonia", "PNEUMONIA scored most like normal")
+    fig, axes = plt.subplots(2, per_class, figsize=(per_class * 1.5, 2 * 1.9), squeeze=False)
+    for label, (title, chosen) in enumerate(zip(titles, hardest_indices(y, p, per_class))):
+        for c in range(per_class):
+            ax = axes[label, c]
+            ax.axis("off")
+            if c < len(chosen):
+                i = chosen[c]
+                wrong = (p[i] >= threshold) != bool(label)
+                ax.imshow(x[i].squeeze(), cmap="gray", vmin=0, vmax=255)
+                ax.set_title(f"p={p[i]:.3f}", fontsize=8, color="tab:red" if wrong else "black")
+        axes[label, 0].text(0, -0.25, title, transform=axes[label, 0].transAxes, fontsize=9, va="top")
+    fig.suptitle(f"validation: hardest cases (red: wrong at threshold {threshold:.3f})", fontsize=10)
+    return _save(fig, path)
+
+
 def sweep_trials(results: pd.DataFrame, path: Path) -> Path:
     """Best validation AUC of each sweep trial; the chosen trial highlighted."""
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(results) + 2), 4.6))

@@ -210,6 +210,7 @@ def evaluate(cfg: Config) -> dict:
         evaluation.roc_points(test.y, p_test).to_csv(lay.roc_points, index=False)
         plots.roc(test.y, p_test, t, out / "roc.png", metrics["test"]["auc"])
         plots.precision_recall(test.y, p_test, out / "precision_recall.png", metrics["test"]["average_precision"])
+    plots.hardest_cases(val.x, val.y, p_val, t, out / "validation_hardest.png")
     m = metrics["test"]
     log.info("evaluate: threshold %.4f (%s); test AUC %.4f, accuracy %.4f, sensitivity %.4f, specificity %.4f",
              t, metrics["threshold"]["method"], m["auc"], m["accuracy"], m["sensitivity"], m["specificity"])

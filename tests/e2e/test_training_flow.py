@@ -33,6 +33,7 @@ def test_flow_tracks_and_registers_the_model(finished):
     logged = {a.path for folder in ("evaluation", "training", "profile")
               for a in client.list_artifacts(reg["run_id"], folder)}
     for plot in ("evaluation/confusion_matrix.png", "evaluation/roc.png", "evaluation/precision_recall.png",
+                 "evaluation/validation_hardest.png",
                  "training/training_curves.png", "profile/class_distribution.png"):
         assert plot in logged
     version = client.get_model_version("cxr-pneumonia", reg["version"])
