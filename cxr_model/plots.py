@@ -172,9 +172,8 @@ def hardest_cases(x: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float,
                   per_class: int = 8) -> Path:
     """The validation images the model is most wrong about, per class: where shortcuts
     (framing, markers, exposure) show up before they cost specificity on another cohort."""
-    titles = ("NORMAL scored most like pneumonia", "PNEUMONIA scored most like normal")
     fig, axes = plt.subplots(2, per_class, figsize=(per_class * 1.5, 2 * 1.9), squeeze=False)
-    for label, (title, chosen) in enumerate(zip(titles, hardest_indices(y, p, per_class))):
+    for label, chosen in enumerate(hardest_indices(y, p, per_class)):
         for c in range(per_class):
             ax = axes[label, c]
             ax.axis("off")
@@ -183,8 +182,8 @@ def hardest_cases(x: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float,
                 wrong = (p[i] >= threshold) != bool(label)
                 ax.imshow(x[i].squeeze(), cmap="gray", vmin=0, vmax=255)
                 ax.set_title(f"p={p[i]:.3f}", fontsize=8, color="tab:red" if wrong else "black")
-        axes[label, 0].text(0, -0.25, title, transform=axes[label, 0].transAxes, fontsize=9, va="top")
-    fig.suptitle(f"validation: hardest cases (red: wrong at threshold {threshold:.3f})", fontsize=10)
+    fig.suptitle(f"validation, top row: NORMAL scored most like pneumonia; bottom row: PNEUMONIA "
+                 f"scored most like normal (red: wrong at threshold {threshold:.3f})", fontsize=9)
     return _save(fig, path)
 
 
