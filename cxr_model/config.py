@@ -53,6 +53,7 @@ class ModelConfig:
     convs_deep: int = 1
     arch: str = "plain"
     stem_filters: int = 24
+    ensemble: int = 1
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,7 @@ def _check(cfg: Config) -> None:
         (1 <= cfg.model.convs_deep <= 3, "model.convs_deep must be 1, 2 or 3"),
         (cfg.model.arch in ("plain", "residual"), "model.arch must be plain or residual"),
         (cfg.model.stem_filters >= 1, "model.stem_filters must be >= 1"),
+        (1 <= cfg.model.ensemble <= 5, "model.ensemble must be 1 to 5 members"),
         (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
         (0.0 <= cfg.train.ema_momentum < 1.0, "train.ema_momentum must be in [0, 1)"),

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from cxr_model.model import keras
+from cxr_model.model import ensemble_members, keras
 
 
 def feature_layer(model: keras.Model, min_cells: int = 8) -> keras.layers.Layer:
@@ -23,25 +23,31 @@ def feature_layer(model: keras.Model, min_cells: int = 8) -> keras.layers.Layer:
 
 
 class GradCam:
-    """Heatmaps for a Keras model taking (n, size, size, 1) 0-255 images."""
+    """Heatmaps for a Keras model taking (n, size, size, 1) 0-255 images; for an ensemble,
+    the sum of its members' maps (the gradient of the mean output splits evenly over them)."""
 
     def __init__(self, model: keras.Model):
-        layer = feature_layer(model)
-        self.layer_name = layer.name
-        self._model = keras.Model(model.inputs, [layer.output, model.outputs[0]])
+        layers = [feature_layer(member) for member in ensemble_members(model)]
+        self.layer_name = layers[0].name
+        self._models = [keras.Model(member.inputs, [layer.output, member.outputs[0]])
+                        for member, layer in zip(ensemble_members(model), layers)]
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
         # Graph mode: eager GradientTape through the residual graph was measured to corrupt the
         # heap now and then (TF 2.21, oneDNN); the traced function has been stable.
         self._cam = tf.function(self._compute, input_signature=[spec])
 
     def _compute(self, x):
-        with tf.GradientTape() as tape:
-            features, output = self._model(x, training=False)
-            score = tf.reduce_sum(output)
-        grads = tf.cast(tape.gradient(score, features), tf.float32)  # bfloat16 models too
-        features = tf.cast(features, tf.float32)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        return tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
+        total = None
+        for member in self._models:
+            with tf.GradientTape() as tape:
+                features, output = member(x, training=False)
+                score = tf.reduce_sum(output)
+            grads = tf.cast(tape.gradient(score, features), tf.float32)  # bfloat16 models too
+            features = tf.cast(features, tf.float32)
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            cam = tf.reduce_sum(weights * features, axis=-1)
+            total = cam if total is None else total + cam
+        return tf.nn.relu(total)
 
     def heatmaps(self, x: np.ndarray) -> np.ndarray:
         """(n, h, w) maps in [0, 1] at the feature-map resolution."""

@@ -89,6 +89,22 @@ def _build(image_size: int, cfg: ModelConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name="cxr_cnn")
 
 
+def build_ensemble(members: list[keras.Model]) -> keras.Model:
+    """One model averaging the members' probabilities: saved, served and explained as one."""
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="image")
+    named = [keras.Model(m.input, m.output, name=f"member{k + 1}") for k, m in enumerate(members)]
+    outputs = layers.Average(name="pneumonia_mean", dtype="float32")([m(inputs) for m in named])
+    return keras.Model(inputs, outputs, name="cxr_ensemble")
+
+
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """The member CNNs of an ensemble, or the model itself."""
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return members or [model]
+
+
 @keras.saving.register_keras_serializable(package="cxr")
 class RandomScanner(layers.Layer):
     """Random gamma curve and sensor noise on 0-255 pixels, mimicking other scanners."""

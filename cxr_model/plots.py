@@ -21,16 +21,21 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def training_curves(history: pd.DataFrame, path: Path, best_epoch: int | None = None) -> Path:
-    """Loss, accuracy and AUC per epoch, training against validation."""
+def training_curves(history: pd.DataFrame, path: Path, best_epochs: list[int] | tuple[int, ...] = ()) -> Path:
+    """Loss, accuracy and AUC per epoch, training against validation (ensemble members one
+    after another, each with its kept epoch marked)."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    members = history.groupby("member") if "member" in history else [(None, history)]
     for ax, metric in zip(axes, ("loss", "accuracy", "auc")):
-        ax.plot(history["epoch"], history[metric], marker="o", label="train")
-        ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="validation")
-        if best_epoch:
-            ax.axvline(best_epoch, color="grey", linestyle=":", label="kept epoch")
+        for i, (_, part) in enumerate(members):
+            first = i == 0
+            ax.plot(part["epoch"], part[metric], marker="o", color="tab:blue", label="train" if first else None)
+            ax.plot(part["epoch"], part[f"val_{metric}"], marker="o", color="tab:orange",
+                    label="validation" if first else None)
+        for i, epoch in enumerate(best_epochs):
+            ax.axvline(epoch, color="grey", linestyle=":", label="kept epoch" if i == 0 else None)
         ax.set_title(metric)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (members one after another)" if "member" in history else "epoch")
         ax.grid(alpha=0.3)
     axes[0].legend()
     return _save(fig, path)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cxr_model.config import Config, TrainConfig
-from cxr_model.model import build_augmenter, build_model, keras
+from cxr_model.model import build_augmenter, build_ensemble, build_model, keras
 from cxr_model.preprocess import Arrays
 import tensorflow as tf
 
@@ -26,6 +26,7 @@ class TrainResult:
     images_per_second: float
     best_epoch: int
     best_val_auc: float
+    member_best_epochs: tuple[int, ...] = ()
 
 
 def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
@@ -39,10 +40,10 @@ def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
 
 
 def make_datasets(
-    train: Arrays, val: Arrays, cfg: Config
+    train: Arrays, val: Arrays, cfg: Config, seed: int | None = None
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Shuffled, augmented training batches prepared in parallel with the training step."""
-    seed = cfg.train.seed
+    seed = cfg.train.seed if seed is None else seed
     augment = build_augmenter(cfg.train.augment, seed)
     autotune = tf.data.AUTOTUNE
 
@@ -99,15 +100,11 @@ def make_optimizer(tc: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Op
     return keras.optimizers.Adam(schedule, **ema)
 
 
-def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResult:
-    """Train with early stopping and checkpointing on validation AUC; return the best model."""
-    if len(train) == 0 or len(val) == 0:
-        raise ValueError("training and validation splits must both hold images")
+def _fit_member(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path, seed: int) -> tuple[keras.Model, pd.DataFrame]:
+    """One CNN with early stopping and checkpointing on validation AUC; its best weights."""
     tc = cfg.train
-    keras.utils.set_random_seed(tc.seed)
-    if tc.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    model = build_model(cfg.preprocess.image_size, cfg.model, tc.seed, tc.precision)
+    keras.utils.set_random_seed(seed)
+    model = build_model(cfg.preprocess.image_size, cfg.model, seed, tc.precision)
     # TensorFlow cannot combine op determinism with XLA; say so instead of Keras's bare warning.
     jit = tc.jit_compile and not tc.deterministic
     if tc.jit_compile and not jit:
@@ -118,7 +115,7 @@ def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResul
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
         jit_compile=jit,
     )
-    train_ds, val_ds = make_datasets(train, val, cfg)
+    train_ds, val_ds = make_datasets(train, val, cfg, seed)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     # With EMA, the averaged weights are the ones validated, checkpointed and kept.
     ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if tc.ema_momentum > 0 else []
@@ -131,25 +128,60 @@ def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResul
             restore_best_weights=True,
         ),
     ]
-    weights = class_weights(train.y, tc.class_weights)
-    log.info("train: %d train / %d val images, %d px, class weights %s, up to %d epochs",
-             len(train), len(val), cfg.preprocess.image_size, weights, tc.epochs)
-    start = time.perf_counter()
     hist = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs,
-                     class_weight=weights, callbacks=callbacks, shuffle=False, verbose=2)
-    seconds = time.perf_counter() - start
-    history = pd.DataFrame(hist.history)
-    history.insert(0, "epoch", np.arange(1, len(history) + 1))
-    best = int(history["val_auc"].idxmax())
+                     class_weight=class_weights(train.y, tc.class_weights), callbacks=callbacks,
+                     shuffle=False, verbose=2)
     # Early stopping restores the best weights only when it stops early; make it unconditional.
-    model = keras.models.load_model(checkpoint)
+    return keras.models.load_model(checkpoint), pd.DataFrame(hist.history)
+
+
+def validation_auc(model: keras.Model, val: Arrays) -> float:
+    """Validation AUC computed the way Keras reports val_auc during training."""
+    metric = keras.metrics.AUC()
+    metric.update_state(val.y, predict(model, val.x))
+    return float(metric.result())
+
+
+def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResult:
+    """Train model.ensemble CNNs (seeds seed, seed+1, ...) and keep their average."""
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("training and validation splits must both hold images")
+    tc = cfg.train
+    if tc.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    n = cfg.model.ensemble
+    log.info("train: %d train / %d val images, %d px, class weights %s, up to %d epochs%s",
+             len(train), len(val), cfg.preprocess.image_size, class_weights(train.y, tc.class_weights),
+             tc.epochs, f" for each of {n} ensemble members" if n > 1 else "")
+    members, histories, best_epochs, offset = [], [], [], 0
+    start = time.perf_counter()
+    for k in range(n):
+        if n > 1:
+            log.info("train: ensemble member %d/%d (seed %d)", k + 1, n, tc.seed + k)
+        path = checkpoint if n == 1 else checkpoint.with_name(f"{checkpoint.stem}-member{k + 1}{checkpoint.suffix}")
+        model, history = _fit_member(train, val, cfg, path, tc.seed + k)
+        history.insert(0, "epoch", np.arange(1, len(history) + 1) + offset)
+        if n > 1:
+            history.insert(1, "member", k + 1)
+        best_epochs.append(int(history["epoch"].iloc[int(history["val_auc"].idxmax())]))
+        offset += len(history)
+        members.append(model)
+        histories.append(history)
+    seconds = time.perf_counter() - start
+    history = pd.concat(histories, ignore_index=True)
+    model = build_ensemble(members)
+    best_val_auc = float(history["val_auc"].max()) if n == 1 else validation_auc(model, val)
+    if n > 1:
+        log.info("train: ensemble of %d, validation AUC %.4f (members: %s)", n, best_val_auc,
+                 ", ".join(f"{h['val_auc'].max():.4f}" for h in histories))
     return TrainResult(
         model=model,
         history=history,
         seconds=seconds,
         images_per_second=len(train) * len(history) / seconds,
-        best_epoch=best + 1,
-        best_val_auc=float(history["val_auc"].iloc[best]),
+        best_epoch=best_epochs[-1],
+        best_val_auc=best_val_auc,
+        member_best_epochs=tuple(best_epochs),
     )
 
 

@@ -1,14 +1,17 @@
 import numpy as np
 
 from cxr_model.gradcam import GradCam, feature_layer, save_overlay
-from cxr_model.model import keras
+from cxr_model.model import build_ensemble, keras
 from keras import layers
 
 
-def _left_half_model(size: int = 32) -> keras.Model:
-    """A model whose output depends on the left half of the image only (and rises with it)."""
+def _left_half_model(size: int = 32, top: bool = False) -> keras.Model:
+    """A model whose output depends on the left (or top) half of the image only (and rises with it)."""
     mask = np.zeros((1, size, size, 1), dtype=np.float32)
-    mask[:, :, : size // 2] = 1.0
+    if top:
+        mask[:, : size // 2] = 1.0
+    else:
+        mask[:, :, : size // 2] = 1.0
     inputs = keras.Input((size, size, 1))
     x = layers.Conv2D(4, 3, padding="same", name="conv", kernel_initializer=keras.initializers.Constant(1e-4))(inputs)
     x = layers.Lambda(lambda t: t * mask, name="left_only")(x)
@@ -36,3 +39,11 @@ def test_overlay_png_keeps_the_aspect_and_size(tmp_path):
 
     img = Image.open(path)
     assert img.size == (256, 128 + 18) and img.mode == "RGB"
+
+
+def test_ensemble_heatmap_covers_what_each_member_uses():
+    ensemble = build_ensemble([_left_half_model(), _left_half_model(top=True)])
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 1)).astype(np.float32)
+    for m in GradCam(ensemble).heatmaps(x):
+        assert m[16:, 16:].sum() == 0  # neither member looks at the bottom-right quarter
+        assert m[16:, :16].sum() > 0 and m[:16, 16:].sum() > 0  # left member, top member

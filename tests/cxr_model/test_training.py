@@ -131,3 +131,27 @@ def test_zoom_in_only_crops_never_shrinks_the_chest():
     # Zooming in enlarges the centred square; a zoom-out would shrink it below 16 x 16.
     assert (bright >= 16 * 16 - 2 * 16).all()
     assert np.median(bright) > 1.3 * 16 * 16
+
+
+def test_ensemble_averages_members_trained_with_different_seeds(tmp_path):
+    from cxr_model.config import Config, PreprocessConfig, TrainConfig
+
+    rng = np.random.default_rng(4)
+    y = np.arange(64) % 2
+    x = rng.normal(100, 20, (64, 16, 16, 1))
+    x[y == 1, 4:12, 4:12] += 40
+    data = Arrays(np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int32), [str(i) for i in range(64)])
+    cfg = Config(preprocess=PreprocessConfig(image_size=16),
+                 model=ModelConfig(filters=(8,), dense_units=8, ensemble=2),
+                 train=TrainConfig(epochs=2, batch_size=16, augment=AugmentConfig(rotation_deg=0, zoom=0)))
+    result = training.fit(data, data, cfg, tmp_path / "ckpt.keras")
+    assert list(result.history["member"]) == [1, 1, 2, 2] and list(result.history["epoch"]) == [1, 2, 3, 4]
+    assert len(result.member_best_epochs) == 2 and result.member_best_epochs[1] in (3, 4)
+    members = [keras.models.load_model(tmp_path / f"ckpt-member{k}.keras") for k in (1, 2)]
+    p_members = [training.predict(m, data.x) for m in members]
+    assert not np.allclose(p_members[0], p_members[1])  # different seeds, different members
+    np.testing.assert_allclose(training.predict(result.model, data.x), np.mean(p_members, axis=0), atol=1e-6)
+    assert result.best_val_auc == pytest.approx(training.validation_auc(result.model, data))
+    result.model.save(tmp_path / "ensemble.keras")
+    reloaded = keras.models.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(training.predict(reloaded, data.x), training.predict(result.model, data.x), atol=1e-6)
