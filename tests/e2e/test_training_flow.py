@@ -26,8 +26,8 @@ def test_flow_tracks_and_registers_the_model(finished):
     run = client.get_run(reg["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params == cfg.flat_params()
-    assert len(client.get_metric_history(reg["run_id"], "val_auc")) == cfg.train.epochs
-    assert len(client.get_metric_history(reg["run_id"], "train_loss")) == cfg.train.epochs
+    assert len(client.get_metric_history(reg["run_id"], "val_auc")) == cfg.train.epochs * cfg.model.ensemble
+    assert len(client.get_metric_history(reg["run_id"], "train_loss")) == cfg.train.epochs * cfg.model.ensemble
     for name in ("test_auc", "test_accuracy", "test_sensitivity", "test_specificity", "test_at_0_5_accuracy"):
         assert name in run.data.metrics
     logged = {a.path for folder in ("evaluation", "training", "profile")
