@@ -78,6 +78,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     min_learning_rate: float = 1e-5
     early_stopping_patience: int = 5
+    early_stopping_start: int = 0
     class_weights: str = "balanced"
     label_smoothing: float = 0.0
     weight_decay: float = 0.0
@@ -303,6 +304,7 @@ def _check(cfg: Config) -> None:
         (1 <= cfg.model.ensemble <= 5, "model.ensemble must be 1 to 5 members"),
         (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
+        (cfg.train.early_stopping_start >= 0, "train.early_stopping_start must be >= 0"),
         (0.0 <= cfg.train.ema_momentum < 1.0, "train.ema_momentum must be in [0, 1)"),
         (0.0 <= cfg.train.augment.zoom_in < 1.0, "train.augment.zoom_in must be in [0, 1)"),
         (cfg.train.precision in ("float32", "mixed_bfloat16"), "train.precision must be float32 or mixed_bfloat16"),

@@ -125,7 +125,7 @@ def _fit_member(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path, seed:
         keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=tc.early_stopping_patience,
-            restore_best_weights=True,
+            start_from_epoch=tc.early_stopping_start, restore_best_weights=True,
         ),
     ]
     hist = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs,

@@ -155,3 +155,20 @@ def test_ensemble_averages_members_trained_with_different_seeds(tmp_path):
     result.model.save(tmp_path / "ensemble.keras")
     reloaded = keras.models.load_model(tmp_path / "ensemble.keras")
     np.testing.assert_allclose(training.predict(reloaded, data.x), training.predict(result.model, data.x), atol=1e-6)
+
+
+def test_early_stopping_waits_for_its_start_epoch(tmp_path):
+    from cxr_model.config import Config, PreprocessConfig, TrainConfig
+
+    rng = np.random.default_rng(5)
+    y = (np.arange(32) % 2).astype(np.int32)
+    train = Arrays(rng.integers(0, 255, (32, 16, 16, 1), dtype=np.uint8), y, [str(i) for i in range(32)])
+    # Identical validation images: every epoch scores validation AUC 0.5, never an improvement.
+    val = Arrays(np.full((32, 16, 16, 1), 100, dtype=np.uint8), y, [str(i) for i in range(32)])
+    runs = {}
+    for start in (0, 3):
+        cfg = Config(preprocess=PreprocessConfig(image_size=16), model=ModelConfig(filters=(4,), dense_units=4),
+                     train=TrainConfig(epochs=8, batch_size=16, early_stopping_patience=1,
+                                       early_stopping_start=start))
+        runs[start] = len(training.fit(train, val, cfg, tmp_path / f"{start}.keras").history)
+    assert runs == {0: 2, 3: 5}
