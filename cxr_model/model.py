@@ -155,4 +155,5 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
         steps.append(RandomScanner(cfg.gamma, cfg.noise, seed=seed + 7))
     if cfg.horizontal_flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed + 5))
-    return keras.Sequential(steps, name="augment")
+    # Every augmentation off: an identity step (an empty Sequential cannot be built).
+    return keras.Sequential(steps or [layers.Identity()], name="augment")

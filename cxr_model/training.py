@@ -30,13 +30,27 @@ class TrainResult:
 
 
 def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
-    """Inverse-frequency weights so the 3:1 pneumonia majority does not dominate the loss."""
-    if mode == "none":
+    """Inverse-frequency weights so the 3:1 pneumonia majority does not dominate the loss
+    (none when the classes are balanced by resampling instead)."""
+    if mode in ("none", "resample"):
         return None
     counts = np.bincount(y, minlength=2).astype(float)
     if (counts == 0).any():
         return None
     return {c: float(len(y) / (2 * counts[c])) for c in (0, 1)}
+
+
+def _balanced_stream(train: Arrays, seed: int) -> tf.data.Dataset:
+    """An epoch of len(train) images drawn half from each class (the minority repeats, a fresh
+    share of the majority each epoch): balanced batches instead of weighted losses."""
+    per_class = [
+        tf.data.Dataset.from_tensor_slices((train.x[train.y == c], train.y[train.y == c]))
+        .shuffle(int((train.y == c).sum()), seed=seed + c, reshuffle_each_iteration=True).repeat()
+        for c in (0, 1)
+    ]
+    mixed = tf.data.Dataset.sample_from_datasets(per_class, weights=[0.5, 0.5], seed=seed,
+                                                 rerandomize_each_iteration=True)
+    return mixed.take(len(train))
 
 
 def make_datasets(
@@ -51,8 +65,12 @@ def make_datasets(
         return augment(tf.cast(x, tf.float32), training=True), y
 
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((train.x, train.y))
+        _balanced_stream(train, seed) if cfg.train.class_weights == "resample"
+        else tf.data.Dataset.from_tensor_slices((train.x, train.y))
         .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
+    )
+    train_ds = (
+        train_ds
         .batch(cfg.train.batch_size)
         # One augmentation thread keeps the random draws in a fixed order (reproducible runs);
         # it still overlaps with the training step through prefetch.

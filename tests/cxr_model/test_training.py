@@ -172,3 +172,25 @@ def test_early_stopping_waits_for_its_start_epoch(tmp_path):
                                        early_stopping_start=start))
         runs[start] = len(training.fit(train, val, cfg, tmp_path / f"{start}.keras").history)
     assert runs == {0: 2, 3: 5}
+
+
+def test_resampling_balances_each_epoch_and_repeats_with_the_seed():
+    from cxr_model.config import Config, TrainConfig
+
+    y = np.array([0] * 25 + [1] * 75, dtype=np.int32)
+    x = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1) * np.ones((1, 8, 8, 1), dtype=np.uint8)
+    data = Arrays(x, y, [str(i) for i in range(100)])
+    cfg = Config(train=TrainConfig(batch_size=10, class_weights="resample",
+                                   augment=AugmentConfig(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0)))
+    assert training.class_weights(y, "resample") is None  # balanced by sampling, not by loss weights
+
+    def epochs(n):
+        ds, _ = training.make_datasets(data, data, cfg)
+        return [np.concatenate([b.numpy() for _, b in ds]) for _ in range(n)]
+
+    first, second = epochs(2)
+    assert len(first) == len(second) == 100
+    for labels in (first, second):
+        assert 35 <= labels.sum() <= 65  # about half pneumonia, against 75 % in the data
+    np.testing.assert_array_equal(first, epochs(1)[0])  # same seed, same stream
+    assert not np.array_equal(first, second)  # a fresh draw each epoch
