@@ -1,0 +1,70 @@
+"""Does test-time augmentation pay for its time? Scores a trained model with and without it.
+
+    python -m benchmarks.tta                                   # artifacts/train/model.keras
+    python -m benchmarks.tta --model artifacts/experiments/R5/train/model.keras
+
+Averages the model's probabilities over the image itself plus centred zoom-ins and small
+shifts (views the training augmentation also produces), chooses the threshold on validation
+exactly as the evaluate step does, and prints validation AUC, test metrics and the inference
+cost of each variant. Needs `cxr ingest` (manifest) and the decoded-array cache of that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def views(x: np.ndarray, variant: str) -> list[np.ndarray]:
+    """The augmented copies of a (n, s, s, 1) uint8 batch that one TTA variant averages over."""
+    import tensorflow as tf
+
+    size = x.shape[1]
+    out = [x]
+    if variant in ("zoom", "zoom+shift"):
+        for crop in (0.9, 0.8):
+            lo, hi = (1 - crop) / 2, 1 - (1 - crop) / 2
+            boxes = np.tile([[lo, lo, hi, hi]], (len(x), 1)).astype(np.float32)
+            zoomed = tf.image.crop_and_resize(x.astype(np.float32), boxes, np.arange(len(x)), (size, size))
+            out.append(np.clip(np.round(zoomed.numpy()), 0, 255).astype(np.uint8))
+    if variant in ("shift", "zoom+shift"):
+        step = max(1, size // 32)
+        for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
+            out.append(np.roll(x, (dy, dx), axis=(1, 2)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="artifacts/train/model.keras")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+
+    from cxr_model import evaluation, training
+    from cxr_model.config import load_config
+    from cxr_model.model import keras
+    from cxr_model.steps import _arrays
+
+    cfg = load_config(args.params)
+    arrays = _arrays(cfg)
+    model = keras.models.load_model(args.model, compile=False)
+    val, test = arrays["val"], arrays["test"]
+    print("| variant | views | val AUC | test AUC | threshold | test acc | sens | spec | acc @0.5 | ms/image |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for variant in ("none", "zoom", "shift", "zoom+shift"):
+        start = time.perf_counter()
+        p_val = np.mean([training.predict(model, v) for v in views(val.x, variant)], axis=0)
+        p_test = np.mean([training.predict(model, v) for v in views(test.x, variant)], axis=0)
+        ms = 1000 * (time.perf_counter() - start) / (len(val) + len(test))
+        m = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate)
+        t, v = m["test"], m["val"]
+        print(f"| {variant} | {len(views(val.x[:1], variant))} | {v['auc']:.4f} | {t['auc']:.4f} "
+              f"| {m['threshold']['threshold']:.3f} | {t['accuracy']:.4f} | {t['sensitivity']:.4f} "
+              f"| {t['specificity']:.4f} | {m['test_at_0_5']['accuracy']:.4f} | {ms:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
