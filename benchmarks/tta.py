@@ -6,7 +6,8 @@
 Averages the model's probabilities over the image itself plus centred zoom-ins and small
 shifts (views the training augmentation also produces), chooses the threshold on validation
 exactly as the evaluate step does, and prints validation AUC, test metrics and the inference
-cost of each variant. Needs `cxr ingest` (manifest) and the decoded-array cache of that run.
+cost of each variant, then a framing probe on validation. Needs `cxr ingest` (manifest) and
+the decoded-array cache of that run.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {variant} | {len(views(val.x[:1], variant))} | {v['auc']:.4f} | {t['auc']:.4f} "
               f"| {m['threshold']['threshold']:.3f} | {t['accuracy']:.4f} | {t['sensitivity']:.4f} "
               f"| {t['specificity']:.4f} | {m['test_at_0_5']['accuracy']:.4f} | {ms:.1f} |")
+    # Framing probe (validation only): a model that reads tight framing as pneumonia scores the
+    # same NORMAL films higher when they are zoomed in.
+    crops = [training.predict(model, v)[val.y == 0].mean() for v in views(val.x, "zoom")]
+    print("\nvalidation NORMAL mean probability at full view / 90 % / 80 % centre crop: "
+          + " / ".join(f"{p:.3f}" for p in crops))
     return 0
 
 
