@@ -115,7 +115,7 @@ def test_two_retrains_at_once_do_not_collide(project):
     first, second = start(api, params), start(api, params)
     outs = [p.communicate(timeout=600)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outs[0][-2000:] + outs[1][-2000:]
-    assert sum("(new data)" in o for o in outs) == 1
+    assert sum("(new data)" in o for o in outs) == 1, outs[0][-3000:] + outs[1][-3000:]
     assert sum("nothing to do" in o for o in outs) == 1
     assert len(versions(cfg)) == len(before) + 1
     new_runs = [r for r in client.search_runs([experiment]) if r.info.run_id not in runs_before]
