@@ -56,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for variant in ("none", "zoom", "shift", "zoom+shift"):
         start = time.perf_counter()
-        p_val = np.mean([training.predict(model, v) for v in views(val.x, variant)], axis=0)
+        val_views = views(val.x, variant)
+        p_val = np.mean([training.predict(model, v) for v in val_views], axis=0)
         p_test = np.mean([training.predict(model, v) for v in views(test.x, variant)], axis=0)
         ms = 1000 * (time.perf_counter() - start) / (len(val) + len(test))
         m = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate)
         t, v = m["test"], m["val"]
-        print(f"| {variant} | {len(views(val.x[:1], variant))} | {v['auc']:.4f} | {t['auc']:.4f} "
+        print(f"| {variant} | {len(val_views)} | {v['auc']:.4f} | {t['auc']:.4f} "
               f"| {m['threshold']['threshold']:.3f} | {t['accuracy']:.4f} | {t['sensitivity']:.4f} "
               f"| {t['specificity']:.4f} | {m['test_at_0_5']['accuracy']:.4f} | {ms:.1f} |")
     # Framing probe (validation only): a model that reads tight framing as pneumonia scores the

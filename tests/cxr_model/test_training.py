@@ -8,6 +8,14 @@ from cxr_model.model import build_augmenter, build_model
 from cxr_model.preprocess import Arrays
 
 
+def _toy_split(rng: np.random.Generator, n: int, noise: float, lift: float) -> Arrays:
+    """n 16-px images, every second one (label 1) with a brighter centre square."""
+    y = np.arange(n) % 2
+    x = rng.normal(100, noise, (n, 16, 16, 1))
+    x[y == 1, 4:12, 4:12] += lift
+    return Arrays(np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int32), [f"{i}" for i in range(n)])
+
+
 def test_class_weights_balance_the_classes():
     y = np.array([1, 1, 1, 0])
     w = training.class_weights(y, "balanced")
@@ -39,10 +47,7 @@ def test_fit_learns_a_separable_toy_problem(tmp_path):
     rng = np.random.default_rng(0)
 
     def split(n):
-        y = np.arange(n) % 2
-        x = rng.normal(100, 10, (n, 16, 16, 1))
-        x[y == 1, 4:12, 4:12] += 80
-        return Arrays(np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int32), [f"{i}" for i in range(n)])
+        return _toy_split(rng, n, noise=10, lift=80)
 
     cfg = Config(
         preprocess=PreprocessConfig(image_size=16),
@@ -99,10 +104,7 @@ def test_ema_weights_are_the_ones_validated_and_kept(tmp_path):
     rng = np.random.default_rng(2)
 
     def split(n):
-        y = np.arange(n) % 2
-        x = rng.normal(100, 30, (n, 16, 16, 1))
-        x[y == 1, 4:12, 4:12] += 25
-        return Arrays(np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int32), [f"{i}" for i in range(n)])
+        return _toy_split(rng, n, noise=30, lift=25)
 
     train, val = split(96), split(48)
     results = {}
