@@ -6,8 +6,8 @@
 Averages the model's probabilities over the image itself plus centred zoom-ins and small
 shifts (views the training augmentation also produces), chooses the threshold on validation
 exactly as the evaluate step does, and prints validation AUC, test metrics and the inference
-cost of each variant, then a framing probe on validation. Needs `cxr ingest` (manifest) and
-the decoded-array cache of that run.
+cost of each variant (the framing probe that used to follow is in benchmarks/probes.py).
+Needs `cxr ingest` (manifest) and the decoded-array cache of that run.
 """
 
 from __future__ import annotations
@@ -20,16 +20,12 @@ import numpy as np
 
 def views(x: np.ndarray, variant: str) -> list[np.ndarray]:
     """The augmented copies of a (n, s, s, 1) uint8 batch that one TTA variant averages over."""
-    import tensorflow as tf
+    from benchmarks.probes import centre_crop
 
     size = x.shape[1]
     out = [x]
     if variant in ("zoom", "zoom+shift"):
-        for crop in (0.9, 0.8):
-            lo, hi = (1 - crop) / 2, 1 - (1 - crop) / 2
-            boxes = np.tile([[lo, lo, hi, hi]], (len(x), 1)).astype(np.float32)
-            zoomed = tf.image.crop_and_resize(x.astype(np.float32), boxes, np.arange(len(x)), (size, size))
-            out.append(np.clip(np.round(zoomed.numpy()), 0, 255).astype(np.uint8))
+        out += [centre_crop(x, crop) for crop in (0.9, 0.8)]
     if variant in ("shift", "zoom+shift"):
         step = max(1, size // 32)
         for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
@@ -65,11 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {variant} | {len(val_views)} | {v['auc']:.4f} | {t['auc']:.4f} "
               f"| {m['threshold']['threshold']:.3f} | {t['accuracy']:.4f} | {t['sensitivity']:.4f} "
               f"| {t['specificity']:.4f} | {m['test_at_0_5']['accuracy']:.4f} | {ms:.1f} |")
-    # Framing probe (validation only): a model that reads tight framing as pneumonia scores the
-    # same NORMAL films higher when they are zoomed in.
-    crops = [training.predict(model, v)[val.y == 0].mean() for v in views(val.x, "zoom")]
-    print("\nvalidation NORMAL mean probability at full view / 90 % / 80 % centre crop: "
-          + " / ".join(f"{p:.3f}" for p in crops))
     return 0
 
 
