@@ -8,14 +8,14 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from cxr_model.model import ensemble_members, keras
+from cxr_model.model import NORMALIZATION_LAYERS, ensemble_members, keras
 
 
 def feature_layer(model: keras.Model, min_cells: int = 8) -> keras.layers.Layer:
     """The last layer with a spatial map of at least min_cells x min_cells (finer than the
     final 4x4 map, still deep enough to be semantic); the last spatial layer otherwise."""
     spatial = [layer for layer in model.layers[1:]
-               if len(layer.output.shape) == 4 and layer.name not in ("rescale", "standardize")]
+               if len(layer.output.shape) == 4 and layer.name not in NORMALIZATION_LAYERS]
     if not spatial:
         raise ValueError("model has no spatial feature map for Grad-CAM")
     fine = [layer for layer in spatial if layer.output.shape[1] >= min_cells]

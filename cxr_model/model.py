@@ -7,6 +7,9 @@ from keras import layers
 
 from cxr_model.config import AugmentConfig, ModelConfig
 
+# Names of the input-normalisation layers: pixel maps, not features (Grad-CAM skips them).
+NORMALIZATION_LAYERS = ("rescale", "standardize", "equalize")
+
 
 @keras.saving.register_keras_serializable(package="cxr")
 class PerImageStandardize(layers.Layer):
@@ -84,7 +87,7 @@ def _residual_body(x, cfg: ModelConfig):
 def build_model(image_size: int, cfg: ModelConfig, seed: int, precision: str = "float32") -> keras.Model:
     """Conv body (plain or residual), global pooling, dense head, sigmoid.
 
-    The model takes raw 0-255 grayscale pixels and rescales them itself, so a saved model
+    The model takes raw 0-255 grayscale pixels and normalises them itself, so a saved model
     needs no preprocessing beyond the shared decode-and-resize. With precision
     "mixed_bfloat16" the layers compute in bfloat16 (weights and the output stay float32).
     """

@@ -47,3 +47,19 @@ def test_ensemble_heatmap_covers_what_each_member_uses():
     for m in GradCam(ensemble).heatmaps(x):
         assert m[16:, 16:].sum() == 0  # neither member looks at the bottom-right quarter
         assert m[16:, :16].sum() > 0 and m[:16, 16:].sum() > 0  # left member, top member
+
+
+def test_feature_layer_is_never_an_input_normalisation():
+    """A model whose convolutions all end below min_cells: the last spatial layer is a feature
+    map, not the full-size normalised input (for every normalisation the model can use)."""
+    import dataclasses
+
+    from cxr_model.config import ModelConfig
+    from cxr_model.model import NORMALIZATION_LAYERS, build_model
+
+    for normalize in ("rescale", "per_image", "equalize"):
+        cfg = dataclasses.replace(ModelConfig(filters=(8, 16), dense_units=8), arch="residual", normalize=normalize)
+        model = build_model(16, cfg, seed=1)
+        assert any(layer.name in NORMALIZATION_LAYERS for layer in model.layers)
+        layer = feature_layer(model, min_cells=9)  # only the 16x16 input is that fine
+        assert layer.name not in NORMALIZATION_LAYERS and layer.output.shape[1] < 9
