@@ -6,7 +6,8 @@ when nothing but their framing or their exposure changes?
 
 Framing: centred 90 % and 80 % crops (tighter framing, as in other cohorts' films). Exposure:
 gamma curves 0.67 and 1.5 and a contrast squeeze to the middle 60 % of the grey range (other
-scanners' exposure and processing). A model that reads the film, not the framing or the
+scanners' exposure and processing). Sharpness: a 1-px Gaussian blur and an unsharp mask.
+Markers: the four corners, where side markers and text sit, blacked out. A model that reads the film, not the framing or the
 scanner, keeps its validation AUC and its mean pneumonia probability for NORMAL films flat.
 Uses no test image. Needs `cxr ingest` (manifest) and the decoded-array cache of that run.
 """
@@ -36,6 +37,32 @@ def exposed(x: np.ndarray, gamma: float = 1.0, squeeze: float = 1.0) -> np.ndarr
     return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
 
+def blurred(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (sigma in pixels): a softer detector or a lower native resolution."""
+    from scipy.ndimage import gaussian_filter
+
+    y = gaussian_filter(x.astype(np.float32), sigma=(0, sigma, sigma, 0))
+    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+
+def sharpened(x: np.ndarray, amount: float = 1.0) -> np.ndarray:
+    """Unsharp mask: a harder reconstruction kernel, as some scanners apply."""
+    soft = blurred(x, 1.0).astype(np.float32)
+    y = x.astype(np.float32) + amount * (x.astype(np.float32) - soft)
+    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+
+def corners_masked(x: np.ndarray, share: float = 0.2) -> np.ndarray:
+    """The four corners (where side markers and text sit) blacked out, as the augmentation's
+    shifts and rotations also leave black borders."""
+    y = x.copy()
+    k = int(round(x.shape[1] * share))
+    for rows in (slice(0, k), slice(-k, None)):
+        for cols in (slice(0, k), slice(-k, None)):
+            y[:, rows, cols] = 0
+    return y
+
+
 PROBES = {
     "as is": lambda x: x,
     "crop 90 %": lambda x: centre_crop(x, 0.9),
@@ -43,6 +70,9 @@ PROBES = {
     "gamma 0.67": lambda x: exposed(x, gamma=0.67),
     "gamma 1.5": lambda x: exposed(x, gamma=1.5),
     "contrast 60 %": lambda x: exposed(x, squeeze=0.6),
+    "blur σ 1 px": lambda x: blurred(x, 1.0),
+    "sharpen": sharpened,
+    "corners masked": corners_masked,
 }
 
 

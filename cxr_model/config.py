@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import os
 import typing
 from dataclasses import dataclass, field
@@ -221,6 +223,13 @@ class Config:
     def flat_params(self) -> dict[str, str]:
         """Every parameter as dotted keys, for MLflow."""
         return _flatten(self.raw)
+
+    def settings_fingerprint(self) -> str:
+        """Hash of the settings that shape a trained model (not where data or runs live), so a
+        retrain can tell "tried this before" from "something changed"."""
+        shaping = {key: self.raw.get(key) for key in ("data", "preprocess", "model", "train", "evaluate")}
+        shaping["data"] = {k: v for k, v in (shaping["data"] or {}).items() if k not in ("landing", "versioned")}
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:

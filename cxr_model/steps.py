@@ -69,15 +69,25 @@ def start_tracking(cfg: Config, kind: str) -> dict:
     return {"run_id": tracking.open_run(cfg, kind), "killed_runs_closed": swept}
 
 
-def champion_fingerprint(cfg: Config) -> str | None:
-    """Dataset fingerprint the current champion was trained on (None without a champion)."""
+def retrain_decision(cfg: Config, fingerprint: str) -> tuple[bool, str]:
+    """Whether the data with this fingerprint calls for training, and why: not when the champion
+    was trained on it, nor when these settings already gave a rejected version on it."""
     from cxr_model import promotion, tracking
 
     client = tracking.client(cfg)
-    version = promotion.current_champion(client, cfg.mlflow.registered_model)
-    if version is None:
-        return None
-    return client.get_model_version(cfg.mlflow.registered_model, version).tags.get("dataset_fingerprint")
+    name = cfg.mlflow.registered_model
+    champion = promotion.current_champion(client, name)
+    if champion is not None and \
+            client.get_model_version(name, champion).tags.get("dataset_fingerprint") == fingerprint:
+        return False, f"data unchanged since the champion (version {champion}) was trained"
+    settings = cfg.settings_fingerprint()
+    for version in client.search_model_versions(f"name='{name}'"):
+        tags = version.tags
+        if (tags.get("dataset_fingerprint"), tags.get("settings_fingerprint"),
+                tags.get("promotion.decision")) == (fingerprint, settings, "rejected"):
+            return False, (f"version {version.version} was trained on this data with these settings "
+                           "and not promoted; change the data or params.yaml, or --force")
+    return True, "no champion yet" if champion is None else "new data"
 
 
 @step("import-data")
@@ -236,7 +246,8 @@ def register(cfg: Config) -> dict:
     threshold = float(metrics["threshold"]["threshold"])
     experiment_id = tracking.connect(cfg)
     run_id = tracking.active_run_id(cfg)  # opened by a flow; a DVC stage opens its own
-    tags = {"dataset_fingerprint": fingerprint, "dataset_dvc_md5": ingest_summary["dvc_version"],
+    tags = {"dataset_fingerprint": fingerprint, "settings_fingerprint": cfg.settings_fingerprint(),
+            "dataset_dvc_md5": ingest_summary["dvc_version"],
             "git_commit": tracking.git_commit(cfg.root), "image_size": str(cfg.preprocess.image_size)}
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
                           run_name=None if run_id else f"train-{tracking.stamp()}") as run:

@@ -1,5 +1,6 @@
 """The retrain flow: bring in the landing folder, and train + promote only when the data
-changed since the champion was trained (or when forced). `--serve` runs it on a schedule."""
+changed since the champion was trained and these settings have not already been rejected on it
+(or when forced). `--serve` runs it on a schedule."""
 
 from __future__ import annotations
 
@@ -30,12 +31,11 @@ def retrain_flow(params: str = "params.yaml", force: bool = False) -> dict:
         import_if_versioned(params, results)
         results["ingest"] = t.ingest(params)
         current = results["ingest"]["fingerprint"]
-        trained_on = t.champion_fingerprint(params)
-        if trained_on == current and not force:
-            print(f"retrain: data unchanged since the champion was trained (fingerprint {current[:12]}); "
-                  "nothing to do")
+        needed, why = t.retrain_decision(params, current)
+        if not needed and not force:
+            print(f"retrain: {why} (data {current[:12]}); nothing to do")
             return {**results, "retrained": False}
-        why = "forced" if force else ("no champion yet" if trained_on is None else "new data")
+        why = "forced" if force else why
         print(f"retrain: training on data {current[:12]} ({why})")
         t.start_tracking(params, "retrain")
         run_steps(params, [name for name, _ in PIPELINE if name != "ingest"], results)

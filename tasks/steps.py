@@ -72,10 +72,10 @@ def start_tracking(params: str, kind: str) -> dict:
     return steps.start_tracking(load_config(params), kind)
 
 
-@task(name="champion-fingerprint", cache_policy=NONE)
-def champion_fingerprint(params: str) -> str | None:
-    """Fingerprint of the data the current champion learned from."""
-    return steps.champion_fingerprint(load_config(params))
+@task(name="retrain-decision", cache_policy=NONE)
+def retrain_decision(params: str, fingerprint: str) -> tuple[bool, str]:
+    """Train or not on this data, and why (champion's data, earlier rejected versions)."""
+    return steps.retrain_decision(load_config(params), fingerprint)
 
 
 @task(name="sweep-plan", cache_policy=NONE)

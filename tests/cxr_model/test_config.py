@@ -52,3 +52,24 @@ def test_bad_params_are_refused_with_the_key_named(tmp_path, mutate, message):
 def test_missing_params_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="parameters file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_settings_fingerprint_changes_with_what_shapes_the_model_only(tmp_path):
+    def fingerprint(mutate) -> str:
+        return load_config(_params(tmp_path, mutate)).settings_fingerprint()
+
+    base = fingerprint(lambda p: None)
+    assert base == fingerprint(lambda p: None)
+    # Where data and runs live, and what happens after training, do not count.
+    for mutate in (lambda p: p["data"].update(landing="/elsewhere/chest_xray", versioned=False),
+                   lambda p: p["promote"].update(max_auc_drop=0.5),
+                   lambda p: p["mlflow"].update(experiment="other"),
+                   lambda p: p["retrain"].update(cron="0 3 * * *")):
+        assert fingerprint(mutate) == base
+    for mutate in (lambda p: p["train"].update(seed=7),
+                   lambda p: p["train"]["augment"].update(zoom_in=0.1),
+                   lambda p: p["model"].update(normalize="rescale"),
+                   lambda p: p["data"].update(val_fraction=0.2),
+                   lambda p: p["preprocess"].update(image_size=96),
+                   lambda p: p["evaluate"].update(youden_tolerance=0.05)):
+        assert fingerprint(mutate) != base
