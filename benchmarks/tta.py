@@ -20,7 +20,7 @@ import numpy as np
 
 def views(x: np.ndarray, variant: str) -> list[np.ndarray]:
     """The augmented copies of a (n, s, s, 1) uint8 batch that one TTA variant averages over."""
-    from benchmarks.probes import centre_crop
+    from cxr_model.probes import centre_crop
 
     size = x.shape[1]
     out = [x]

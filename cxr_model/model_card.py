@@ -69,6 +69,8 @@ def build_card(
         "test_at_0_5": {k: metrics["test_at_0_5"][k] for k in ("accuracy", "sensitivity", "specificity")},
         "test_images": metrics.get("counts", {}).get("test"),
         "validation_auc": metrics["val"]["auc"],
+        "shortcut_probes": {name: round(r["normal_ratio"], 2)
+                            for name, r in metrics.get("val_probes", {}).items() if name != "as_is"},
         "limitations": LIMITATIONS,
         "software": software_versions(),
     }
@@ -76,6 +78,19 @@ def build_card(
 
 def _pct(v: float) -> str:
     return f"{100 * v:.1f} %"
+
+
+def _probe_lines(ratios: dict[str, float]) -> list[str]:
+    """How the score of validation NORMAL films moves when one thing about the film changes."""
+    if not ratios:
+        return []
+    from cxr_model.probes import PROBES
+
+    listed = ", ".join(f"{PROBES[n][0] if n in PROBES else n} ×{r:.1f}" for n, r in ratios.items())
+    return ["## Shortcut probes (validation films)",
+            "Mean P(pneumonia) of the validation NORMAL films when only their framing, exposure, "
+            f"sharpness or corner markers change, as a multiple of the unchanged films' (×1.0: no "
+            f"effect; large values warn that films from another site may be over-called): {listed}.", ""]
 
 
 def render_markdown(card: dict) -> str:
@@ -121,6 +136,7 @@ def render_markdown(card: dict) -> str:
         f"At threshold 0.5: accuracy {_pct(at05['accuracy'])}, sensitivity {_pct(at05['sensitivity'])}, "
         f"specificity {_pct(at05['specificity'])}. Validation AUC {card['validation_auc']:.4f}.",
         "",
+        *_probe_lines(card.get("shortcut_probes") or {}),
         "## Known limitations",
         *[f"- {item}" for item in card["limitations"]],
         "",

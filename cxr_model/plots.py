@@ -192,6 +192,28 @@ def hardest_cases(x: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float,
     return _save(fig, path)
 
 
+def probe_scores(probes: dict[str, dict[str, float]], labels: dict[str, str], path: Path) -> Path:
+    """Mean pneumonia probability of the validation NORMAL films under each shortcut probe,
+    against the unchanged films: a bar far right of the line is a shortcut."""
+    names = [n for n in probes if n != "as_is"]
+    base = probes["as_is"]["normal_mean_p"]
+    values = [probes[n]["normal_mean_p"] for n in names]
+    fig, ax = plt.subplots(figsize=(7.2, 0.42 * len(names) + 1.4))
+    colours = ["tab:red" if v > 2 * base else "tab:blue" for v in values]
+    ax.barh([labels.get(n, n) for n in names], values, color=colours)
+    ax.axvline(base, color="black", linestyle="--", label=f"unchanged films ({base:.3f})")
+    for i, (v, n) in enumerate(zip(values, names)):
+        ax.text(v, i, f" {v:.3f} (x{probes[n]['normal_ratio']:.1f}), AUC {probes[n]['auc']:.3f}",
+                va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(values + [base]) * 1.9 + 1e-3)
+    ax.set_xlabel("mean P(pneumonia) of validation NORMAL films")
+    ax.set_title("shortcut probes on validation: the same films, one thing changed\n"
+                 "(red: NORMAL score more than doubled)", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
 def sweep_trials(results: pd.DataFrame, path: Path) -> Path:
     """Best validation AUC of each sweep trial; the chosen trial highlighted."""
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(results) + 2), 4.6))

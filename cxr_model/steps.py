@@ -198,7 +198,7 @@ def train(cfg: Config) -> dict:
 @step("evaluate")
 def evaluate(cfg: Config) -> dict:
     """Threshold from validation, then one scoring of the test split, with plots."""
-    from cxr_model import evaluation, plots, training
+    from cxr_model import evaluation, plots, probes, training
     from cxr_model.data import LABELS
     from cxr_model.model import keras
 
@@ -208,6 +208,8 @@ def evaluate(cfg: Config) -> dict:
     val, test = arrays["val"], arrays["test"]
     p_val, p_test = training.predict(model, val.x), training.predict(model, test.x)
     metrics = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate)
+    # Validation only: shortcuts that would cost specificity on another site's films.
+    metrics["val_probes"] = probes.run_probes(lambda x: training.predict(model, x), val.x, val.y, p_val)
     _write_json(lay.metrics, metrics)
     t = metrics["threshold"]["threshold"]
     names = np.array(LABELS)
@@ -222,6 +224,8 @@ def evaluate(cfg: Config) -> dict:
         plots.roc(test.y, p_test, t, out / "roc.png", metrics["test"]["auc"])
         plots.precision_recall(test.y, p_test, out / "precision_recall.png", metrics["test"]["average_precision"])
     plots.hardest_cases(val.x, val.y, p_val, t, out / "validation_hardest.png")
+    plots.probe_scores(metrics["val_probes"], {n: label for n, (label, _) in probes.PROBES.items()},
+                       out / "validation_probes.png")
     m = metrics["test"]
     log.info("evaluate: threshold %.4f (%s); test AUC %.4f, accuracy %.4f, sensitivity %.4f, specificity %.4f",
              t, metrics["threshold"]["method"], m["auc"], m["accuracy"], m["sensitivity"], m["specificity"])
@@ -258,7 +262,8 @@ def register(cfg: Config) -> dict:
         if "train_loss" not in run.data.metrics:  # a sweep trial's run already holds its curves
             tracking.log_history(history)
         tracking.log_metric_tree("", {"test": metrics["test"], "test_at_0_5": metrics["test_at_0_5"],
-                                      "val_final": metrics["val"], "fit": train_summary})
+                                      "val_final": metrics["val"], "val_probes": metrics.get("val_probes", {}),
+                                      "fit": train_summary})
         mlflow.log_dict(ingest_summary, "data/manifest_summary.json")
         tracking.log_files([lay.manifest, lay.duplicates], "data")
         tracking.log_files([lay.validation_result, lay.validation_dir / "gx" / "uncommitted" / "data_docs"],

@@ -126,5 +126,8 @@ def test_model_card_travels_with_the_version(project, capsys):
         assert ci["low"] <= card["test_metrics"][name] <= ci["high"]
     assert "pediatric" in card["intended_use"] and any("lateral" in x for x in card["limitations"])
     assert card["software"]["tensorflow-cpu"] and card["software"]["pydicom"]
+    assert card["shortcut_probes"]["contrast_60"] == pytest.approx(
+        metrics["val_probes"]["contrast_60"]["normal_ratio"], abs=0.005)
     md = cfg.layout.model_card.read_text()
+    assert "Shortcut probes (validation films)" in md and "corners blacked out ×" in md
     assert "bootstrap 95 % CI" in md and f"version {json.loads(cfg.layout.registration.read_text())['version']}" in md

@@ -28,12 +28,13 @@ def test_flow_tracks_and_registers_the_model(finished):
     assert run.data.params == cfg.flat_params()
     assert len(client.get_metric_history(reg["run_id"], "val_auc")) == cfg.train.epochs * cfg.model.ensemble
     assert len(client.get_metric_history(reg["run_id"], "train_loss")) == cfg.train.epochs * cfg.model.ensemble
-    for name in ("test_auc", "test_accuracy", "test_sensitivity", "test_specificity", "test_at_0_5_accuracy"):
+    for name in ("test_auc", "test_accuracy", "test_sensitivity", "test_specificity", "test_at_0_5_accuracy",
+                 "val_probes_contrast_60_normal_ratio", "val_probes_corners_masked_auc"):
         assert name in run.data.metrics
     logged = {a.path for folder in ("evaluation", "training", "profile")
               for a in client.list_artifacts(reg["run_id"], folder)}
     for plot in ("evaluation/confusion_matrix.png", "evaluation/roc.png", "evaluation/precision_recall.png",
-                 "evaluation/validation_hardest.png",
+                 "evaluation/validation_hardest.png", "evaluation/validation_probes.png",
                  "training/training_curves.png", "profile/class_distribution.png"):
         assert plot in logged
     version = client.get_model_version("cxr-pneumonia", reg["version"])
@@ -51,6 +52,9 @@ def test_flow_metrics_are_consistent_and_splits_do_not_leak(finished):
     val_patients = set(manifest.loc[manifest["split"] == "val", "patient_id"])
     assert val_patients and not (train_patients & val_patients)
     assert 0.0 <= metrics["test"]["auc"] <= 1.0
+    probes = metrics["val_probes"]  # validation only: the unchanged films are the validation scores
+    assert probes["as_is"]["auc"] == pytest.approx(metrics["val"]["auc"]) and probes["as_is"]["normal_ratio"] == 1.0
+    assert {"contrast_60", "crop_80", "corners_masked"} <= set(probes)
 
 
 def test_flow_stops_with_one_sentence_on_a_missing_landing_folder(tmp_path, prefect_api):

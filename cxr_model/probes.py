@@ -1,0 +1,88 @@
+"""Shortcut probes: does the model's score for the same validation films move when nothing but
+their framing, exposure, sharpness or corner markers changes? A model that reads the lungs stays
+flat; one that leans on how a site takes its films does not, and would fail on another site."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def centre_crop(x: np.ndarray, crop: float) -> np.ndarray:
+    """Centred crop keeping `crop` of each side, resized back: a (n, s, s, 1) uint8 batch zoomed in."""
+    import tensorflow as tf
+
+    size = x.shape[1]
+    lo, hi = (1 - crop) / 2, 1 - (1 - crop) / 2
+    boxes = np.tile([[lo, lo, hi, hi]], (len(x), 1)).astype(np.float32)
+    zoomed = tf.image.crop_and_resize(x.astype(np.float32), boxes, np.arange(len(x)), (size, size))
+    return _to_uint8(zoomed.numpy())
+
+
+def exposed(x: np.ndarray, gamma: float = 1.0, squeeze: float = 1.0) -> np.ndarray:
+    """The same films through another exposure curve, quantised to 8 bits as a scanner would."""
+    y = 255.0 * (x.astype(np.float32) / 255.0) ** gamma
+    return _to_uint8(127.5 + (y - 127.5) * squeeze)
+
+
+def blurred(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (sigma in pixels): a softer detector or a lower native resolution."""
+    from scipy.ndimage import gaussian_filter
+
+    return _to_uint8(gaussian_filter(x.astype(np.float32), sigma=(0, sigma, sigma, 0)))
+
+
+def sharpened(x: np.ndarray, amount: float = 1.0) -> np.ndarray:
+    """Unsharp mask: a harder reconstruction kernel, as some scanners apply."""
+    x32 = x.astype(np.float32)
+    return _to_uint8(x32 + amount * (x32 - blurred(x, 1.0)))
+
+
+def corners_masked(x: np.ndarray, share: float = 0.2) -> np.ndarray:
+    """The four corners (where side markers and text sit) blacked out, like the black borders
+    the augmentation's shifts and rotations leave."""
+    y = x.copy()
+    k = int(round(x.shape[1] * share))
+    for rows in (slice(0, k), slice(-k, None)):
+        for cols in (slice(0, k), slice(-k, None)):
+            y[:, rows, cols] = 0
+    return y
+
+
+def _to_uint8(y: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+
+# name (a valid MLflow metric key) -> (what a reader sees, the change)
+PROBES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
+    "crop_90": ("centre crop 90 %", lambda x: centre_crop(x, 0.9)),
+    "crop_80": ("centre crop 80 %", lambda x: centre_crop(x, 0.8)),
+    "gamma_0_67": ("gamma 0.67", lambda x: exposed(x, gamma=0.67)),
+    "gamma_1_5": ("gamma 1.5", lambda x: exposed(x, gamma=1.5)),
+    "contrast_60": ("contrast squeezed to 60 %", lambda x: exposed(x, squeeze=0.6)),
+    "blur_1px": ("Gaussian blur, 1 px", lambda x: blurred(x, 1.0)),
+    "sharpen": ("unsharp mask", sharpened),
+    "corners_masked": ("corners blacked out", corners_masked),
+}
+
+
+def run_probes(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
+               p: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Per probe (and "as_is"): AUC, mean probability of the NORMAL and of the PNEUMONIA films,
+    and the NORMAL mean over the unchanged films' (1.0: no shortcut). Needs both classes in y."""
+    if set(np.unique(y).tolist()) != {0, 1}:
+        raise ValueError("shortcut probes need NORMAL and PNEUMONIA films")
+    p = predict(x) if p is None else p
+    base = float(p[y == 0].mean())
+    out = {"as_is": _summary(y, p, base)}
+    for name, (_, change) in PROBES.items():
+        out[name] = _summary(y, predict(change(x)), base)
+    return out
+
+
+def _summary(y: np.ndarray, p: np.ndarray, base: float) -> dict[str, float]:
+    normal = float(p[y == 0].mean())
+    return {"auc": float(roc_auc_score(y, p)), "normal_mean_p": normal,
+            "pneumonia_mean_p": float(p[y == 1].mean()), "normal_ratio": normal / max(base, 1e-9)}

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from cxr_model import probes
+
+
+def _films(n: int = 6, size: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.integers(40, 220, (n, size, size, 1)).astype(np.uint8)
+    return x, np.array([0, 1] * (n // 2))
+
+
+def test_centre_crop_zooms_in_on_the_middle():
+    x = np.zeros((1, 40, 40, 1), dtype=np.uint8)
+    x[:, 10:30, 10:30] = 200  # a bright square filling the middle half
+    crop = probes.centre_crop(x, 0.5)
+    assert crop.shape == x.shape and crop.dtype == np.uint8
+    assert (crop[:, 2:-2, 2:-2] > 150).all()  # the square now fills the frame
+
+
+def test_exposure_blur_sharpen_and_corners_change_what_they_say():
+    x, _ = _films()
+    darker = probes.exposed(x, gamma=1.5)
+    assert darker.dtype == np.uint8 and (darker <= x).all() and darker.mean() < x.mean()
+    flat = probes.exposed(x, squeeze=0.6)
+    assert np.ptp(flat) < np.ptp(x) and abs(float(flat.mean()) - 127.5) < abs(float(x.mean()) - 127.5) + 1
+    assert probes.blurred(x, 1.0).std() < x.std() < probes.sharpened(x).std()
+    masked = probes.corners_masked(x, share=0.2)
+    assert (masked[:, :8, :8] == 0).all() and (masked[:, -8:, -8:] == 0).all()
+    assert (masked[:, 8:-8] == x[:, 8:-8]).all()  # the middle band is untouched
+
+
+def test_a_model_reading_the_corners_shows_up_and_a_blind_one_stays_flat():
+    x, y = _films()
+
+    def corner_reader(v: np.ndarray) -> np.ndarray:
+        return np.concatenate([v[:, :8, :8], v[:, -8:, -8:]], axis=1).reshape(len(v), -1).mean(1) / 255.0
+
+    def constant(v: np.ndarray) -> np.ndarray:
+        return np.where(np.arange(len(v)) % 2 == 1, 0.9, 0.1)
+
+    reader = probes.run_probes(corner_reader, x, y)
+    assert set(reader) == {"as_is", *probes.PROBES}
+    assert reader["corners_masked"]["normal_ratio"] == 0.0  # its NORMAL score collapses
+    assert reader["as_is"]["normal_ratio"] == 1.0
+    blind = probes.run_probes(constant, x, y)
+    assert all(r["normal_ratio"] == pytest.approx(1.0) and r["auc"] == 1.0 for r in blind.values())
+
+
+def test_probes_refuse_a_single_class():
+    x, _ = _films()
+    with pytest.raises(ValueError, match="NORMAL and PNEUMONIA"):
+        probes.run_probes(lambda v: np.zeros(len(v)), x, np.zeros(len(x), dtype=int))
