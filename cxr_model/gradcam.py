@@ -27,10 +27,11 @@ class GradCam:
     the sum of its members' maps (the gradient of the mean output splits evenly over them)."""
 
     def __init__(self, model: keras.Model):
-        layers = [feature_layer(member) for member in ensemble_members(model)]
+        members = ensemble_members(model)
+        layers = [feature_layer(member) for member in members]
         self.layer_name = layers[0].name
         self._models = [keras.Model(member.inputs, [layer.output, member.outputs[0]])
-                        for member, layer in zip(ensemble_members(model), layers)]
+                        for member, layer in zip(members, layers)]
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
         # Graph mode: eager GradientTape through the residual graph was measured to corrupt the
         # heap now and then (TF 2.21, oneDNN); the traced function has been stable.
