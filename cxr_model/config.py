@@ -68,6 +68,7 @@ class AugmentConfig:
     contrast: float = 0.2
     gamma: float = 0.0
     blur: float = 0.0
+    sharpen: float = 0.0
     noise: float = 0.0
     horizontal_flip: bool = False
 
@@ -318,6 +319,7 @@ def _check(cfg: Config) -> None:
         (cfg.train.early_stopping_start >= 0, "train.early_stopping_start must be >= 0"),
         (0.0 <= cfg.train.ema_momentum < 1.0, "train.ema_momentum must be in [0, 1)"),
         (0.0 <= cfg.train.augment.zoom_in < 1.0, "train.augment.zoom_in must be in [0, 1)"),
+        (0.0 <= cfg.train.augment.sharpen <= 0.5, "train.augment.sharpen must be in [0, 0.5]"),
         (cfg.train.precision in ("float32", "mixed_bfloat16"), "train.precision must be float32 or mixed_bfloat16"),
         (
             cfg.evaluate.threshold_method in ("youden_midrange", "target_sensitivity", "fixed"),

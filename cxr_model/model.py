@@ -179,6 +179,10 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
         steps.append(layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=seed + 4))
     if cfg.blur > 0:
         steps.append(layers.RandomGaussianBlur(cfg.blur, sigma=(0.1, 1.2), value_range=(0, 255), seed=seed + 6))
+    if cfg.sharpen > 0:
+        # Edge enhancement as digital radiography systems apply it, with vendor-specific strength
+        # (0.5 leaves the image as it is; up to 0.5 + sharpen enhances).
+        steps.append(layers.RandomSharpness((0.5, 0.5 + cfg.sharpen), value_range=(0, 255), seed=seed + 8))
     if cfg.gamma > 0 or cfg.noise > 0:
         steps.append(RandomScanner(cfg.gamma, cfg.noise, seed=seed + 7))
     if cfg.horizontal_flip:

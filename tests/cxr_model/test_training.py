@@ -41,6 +41,21 @@ def test_augmenter_keeps_shape_and_range_and_changes_pixels():
     assert not any(type(layer).__name__ == "RandomFlip" for layer in aug.layers)
 
 
+def test_sharpen_only_ever_enhances_edges():
+    off = dict(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+    aug = build_augmenter(AugmentConfig(**off, sharpen=0.5), seed=3)
+    x = np.full((16, 32, 32, 1), 100.0, dtype=np.float32)
+    x[:, 8:24, 8:24] = 160.0
+
+    def edge(v):
+        return np.abs(np.diff(v, axis=2)).sum(axis=(1, 2, 3))
+
+    out = np.asarray(aug(x, training=True))
+    assert (edge(out) >= edge(x) - 1e-3).all() and (edge(out) > edge(x) + 1).any()
+    assert not any(type(layer).__name__ == "RandomSharpness"
+                   for layer in build_augmenter(AugmentConfig(**off), seed=3).layers)
+
+
 def test_fit_learns_a_separable_toy_problem(tmp_path):
     from cxr_model.config import Config, TrainConfig, PreprocessConfig
 
