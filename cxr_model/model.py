@@ -33,15 +33,15 @@ class EqualizeHistogram(layers.Layer):
 
         shape = tf.shape(x)
         n = shape[0]
-        flat = tf.reshape(x, (n, -1))
+        flat = tf.reshape(tf.cast(x, tf.float32), (n, -1))  # counts up to 16k: never in bfloat16
         level = tf.cast(tf.clip_by_value(tf.floor(flat), 0, self.levels - 1), tf.int32)
         # One histogram per image in a single segment sum (16x faster here than sorting).
         counts = tf.math.unsorted_segment_sum(
             tf.ones_like(flat), level + self.levels * tf.range(n)[:, None], n * self.levels)
         counts = tf.reshape(counts, (n, self.levels))
         # Mid-rank of each level among its image's pixels: a flat region shares one value.
-        mid_rank = (tf.cumsum(counts, axis=1) - counts / 2) / tf.cast(tf.shape(flat)[1], x.dtype)
-        return tf.reshape(tf.gather(mid_rank, level, batch_dims=1), shape)
+        mid_rank = (tf.cumsum(counts, axis=1) - counts / 2) / tf.cast(tf.shape(flat)[1], tf.float32)
+        return tf.cast(tf.reshape(tf.gather(mid_rank, level, batch_dims=1), shape), x.dtype)
 
 
 def _conv_bn(x, filters: int, name: str, strides: int = 1, kernel: int = 3, relu: bool = True):

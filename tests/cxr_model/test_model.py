@@ -44,3 +44,11 @@ def test_equalizing_model_round_trips_through_a_saved_file(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     # The same films under another exposure curve get the same prediction.
     np.testing.assert_allclose(loaded.predict(2 * x + 30, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_equalize_counts_in_float32_under_bfloat16():
+    """A 128x128 film has 16,384 pixels: bfloat16 cannot count or sum that high exactly."""
+    x = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 1)).astype("float32")
+    exact = np.asarray(EqualizeHistogram()(x))
+    half = np.asarray(EqualizeHistogram(dtype="mixed_bfloat16")(x)).astype("float32")
+    np.testing.assert_allclose(half, exact, atol=4e-3)  # only the output is rounded to bfloat16
