@@ -12,25 +12,15 @@ that reads the film, not how a site takes it, keeps them flat. Uses no test imag
 
 from __future__ import annotations
 
-import argparse
-
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="artifacts/train/model.keras")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
-
+    from benchmarks.saved_model import load
     from cxr_model import training
-    from cxr_model.config import load_config
-    from cxr_model.model import keras
     from cxr_model.probes import PROBES, run_probes
-    from cxr_model.steps import _arrays
 
-    cfg = load_config(args.params)
-    val = _arrays(cfg)["val"]
-    model = keras.models.load_model(args.model, compile=False)
-    print(f"{args.model}: {len(val)} validation films ({int((val.y == 0).sum())} NORMAL)")
+    _, model, arrays = load(__doc__, argv)
+    val = arrays["val"]
+    print(f"{int((val.y == 0).sum())} of the validation films are NORMAL")
     print("| probe | val AUC | NORMAL mean p | × unchanged | PNEUMONIA mean p |")
     print("| --- | --- | --- | --- | --- |")
     for name, r in run_probes(lambda x: training.predict(model, x), val.x, val.y).items():

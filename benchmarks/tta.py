@@ -12,7 +12,6 @@ Needs `cxr ingest` (manifest) and the decoded-array cache of that run.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -34,19 +33,10 @@ def views(x: np.ndarray, variant: str) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="artifacts/train/model.keras")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
-
+    from benchmarks.saved_model import load
     from cxr_model import evaluation, training
-    from cxr_model.config import load_config
-    from cxr_model.model import keras
-    from cxr_model.steps import _arrays
 
-    cfg = load_config(args.params)
-    arrays = _arrays(cfg)
-    model = keras.models.load_model(args.model, compile=False)
+    cfg, model, arrays = load(__doc__, argv)
     val, test = arrays["val"], arrays["test"]
     print("| variant | views | val AUC | test AUC | threshold | test acc | sens | spec | acc @0.5 | ms/image |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -77,15 +77,13 @@ def retrain_decision(cfg: Config, fingerprint: str) -> tuple[bool, str]:
     client = tracking.client(cfg)
     name = cfg.mlflow.registered_model
     champion = promotion.current_champion(client, name)
-    if champion is not None and \
-            client.get_model_version(name, champion).tags.get("dataset_fingerprint") == fingerprint:
+    tags = {str(v.version): v.tags for v in client.search_model_versions(f"name='{name}'")}
+    if champion is not None and tags.get(champion, {}).get("dataset_fingerprint") == fingerprint:
         return False, f"data unchanged since the champion (version {champion}) was trained"
-    settings = cfg.settings_fingerprint()
-    for version in client.search_model_versions(f"name='{name}'"):
-        tags = version.tags
-        if (tags.get("dataset_fingerprint"), tags.get("settings_fingerprint"),
-                tags.get("promotion.decision")) == (fingerprint, settings, "rejected"):
-            return False, (f"version {version.version} was trained on this data with these settings "
+    tried = (fingerprint, cfg.settings_fingerprint(), "rejected")
+    for version, t in tags.items():
+        if (t.get("dataset_fingerprint"), t.get("settings_fingerprint"), t.get("promotion.decision")) == tried:
+            return False, (f"version {version} was trained on this data with these settings "
                            "and not promoted; change the data or params.yaml, or --force")
     return True, "no champion yet" if champion is None else "new data"
 

@@ -64,11 +64,11 @@ def make_datasets(
     def augment_batch(x, y):
         return augment(tf.cast(x, tf.float32), training=True), y
 
-    train_ds = (
-        _balanced_stream(train, seed) if cfg.train.class_weights == "resample"
-        else tf.data.Dataset.from_tensor_slices((train.x, train.y))
-        .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
-    )
+    if cfg.train.class_weights == "resample":
+        train_ds = _balanced_stream(train, seed)
+    else:
+        train_ds = (tf.data.Dataset.from_tensor_slices((train.x, train.y))
+                    .shuffle(len(train), seed=seed, reshuffle_each_iteration=True))
     train_ds = (
         train_ds
         .batch(cfg.train.batch_size)

@@ -1,0 +1,23 @@
+"""What the model-scoring benchmarks share: the `--model`/`--params` command line, the saved
+model and the decoded split arrays of the pipeline's last ingest."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def load(description: str, argv: list[str] | None):
+    """Parse `--model`/`--params`; return (config, loaded Keras model, arrays by split)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="artifacts/train/model.keras")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+
+    from cxr_model.config import load_config
+    from cxr_model.model import keras
+    from cxr_model.steps import _arrays
+
+    cfg = load_config(args.params)
+    arrays = _arrays(cfg)
+    print(f"{args.model}: {len(arrays['val'])} validation, {len(arrays['test'])} test films")
+    return cfg, keras.models.load_model(args.model, compile=False), arrays
