@@ -40,10 +40,14 @@ def clean_env(prefect_api: str | None = None) -> dict:
     return env
 
 
-def run_flow(params: Path, prefect_api: str | None = None) -> subprocess.CompletedProcess:
+def run_flow(params: Path, prefect_api: str | None = None, prefect_home: Path | None = None
+             ) -> subprocess.CompletedProcess:
+    env = clean_env(prefect_api)
+    if prefect_home:
+        env["PREFECT_HOME"] = str(prefect_home)
     return subprocess.run(
         [sys.executable, "-m", "flows.training", "--params", str(params)],
-        cwd=ROOT, env=clean_env(prefect_api), capture_output=True, text=True, timeout=900,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
 
 
@@ -89,7 +93,9 @@ def _small(tmp_path: Path, source: Path) -> Path:
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("flow")
     params = _small(tmp, real_subset(tmp / "landing"))
-    proc = run_flow(params)
+    # An empty PREFECT_HOME, as on a machine that never ran Prefect: the temporary server must
+    # create its database first (`make run` on a fresh machine).
+    proc = run_flow(params, prefect_home=tmp / "fresh-prefect-home")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return load_config(params), proc
 
