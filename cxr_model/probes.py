@@ -1,6 +1,7 @@
 """Shortcut probes: does the model's score for the same validation films move when nothing but
-their framing, exposure, sharpness or corner markers changes? A model that reads the lungs stays
-flat; one that leans on how a site takes its films does not, and would fail on another site."""
+their framing, exposure, sharpness, corner markers, tilt, noise, resolution or compression
+changes? A model that reads the lungs stays flat; one that leans on how a site takes its films
+does not, and would fail on another site."""
 
 from __future__ import annotations
 
@@ -51,6 +52,43 @@ def corners_masked(x: np.ndarray, share: float = 0.2) -> np.ndarray:
     return y
 
 
+def noisy(x: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """Gaussian sensor noise (sigma on the 0-255 scale, a fixed draw): a noisier detector or dose."""
+    rng = np.random.default_rng(seed)
+    return _to_uint8(x.astype(np.float32) + rng.normal(0.0, sigma, x.shape))
+
+
+def rotated(x: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotated about the centre, black where the frame uncovers: a patient positioned askew."""
+    from scipy.ndimage import rotate
+
+    return _to_uint8(rotate(x.astype(np.float32), degrees, axes=(2, 1), reshape=False, order=1,
+                            mode="constant", cval=0.0))
+
+
+def downsampled(x: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Shrunk by `factor` and enlarged back: a source stored at a lower resolution."""
+    import tensorflow as tf
+
+    size = x.shape[1]
+    small = tf.image.resize(x.astype(np.float32), (size // factor, size // factor), antialias=True)
+    return _to_uint8(tf.image.resize(small, (size, size)).numpy())
+
+
+def jpeg_compressed(x: np.ndarray, quality: int) -> np.ndarray:
+    """Re-encoded as JPEG at `quality`: another archive's lossy compression."""
+    import io
+
+    from PIL import Image
+
+    out = np.empty_like(x)
+    for i, img in enumerate(x[..., 0]):
+        buf = io.BytesIO()
+        Image.fromarray(img, mode="L").save(buf, format="JPEG", quality=quality)
+        out[i, ..., 0] = np.asarray(Image.open(buf), dtype=np.uint8)
+    return out
+
+
 def _to_uint8(y: np.ndarray) -> np.ndarray:
     return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
@@ -65,6 +103,10 @@ PROBES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "blur_1px": ("Gaussian blur, 1 px", lambda x: blurred(x, 1.0)),
     "sharpen": ("unsharp mask", sharpened),
     "corners_masked": ("corners blacked out", corners_masked),
+    "rotate_10": ("rotated 10°", lambda x: rotated(x, 10.0)),
+    "noise_10": ("sensor noise σ 10", lambda x: noisy(x, 10.0)),
+    "half_res": ("half resolution", downsampled),
+    "jpeg_30": ("JPEG quality 30", lambda x: jpeg_compressed(x, 30)),
 }
 
 

@@ -51,3 +51,23 @@ def test_probes_refuse_a_single_class():
     x, _ = _films()
     with pytest.raises(ValueError, match="NORMAL and PNEUMONIA"):
         probes.run_probes(lambda v: np.zeros(len(v)), x, np.zeros(len(x), dtype=int))
+
+
+def test_tilt_noise_resolution_and_compression_change_what_they_say():
+    x = np.zeros((2, 40, 40, 1), dtype=np.uint8)
+    x[:, 18:22, :] = 200  # a horizontal bar through the middle
+    tilted = probes.rotated(x, 10.0)
+    assert tilted.shape == x.shape and tilted.dtype == np.uint8
+    assert tilted[:, 19, 20] == pytest.approx(x[:, 19, 20], abs=10)  # the centre stays
+    assert (tilted[:, 19, 2] < 100).all() and (tilted[:, 19, 37] < 100).all()  # the ends moved off the row
+    films, _ = _films()
+    noisy = probes.noisy(films, 10.0)
+    assert 8 < float((noisy.astype(float) - films).std()) < 12
+    assert (probes.noisy(films, 10.0) == noisy).all()  # a fixed draw: the probe is repeatable
+    smooth = np.tile(np.linspace(0, 255, 40, dtype=np.float32), (1, 40, 1))[..., None].astype(np.uint8)
+    assert np.abs(probes.downsampled(smooth).astype(int) - smooth).max() <= 8  # a ramp survives
+    assert probes.downsampled(films).std() < films.std()  # pixel-level detail does not
+    lossy = probes.jpeg_compressed(films, 30)
+    assert lossy.shape == films.shape and lossy.dtype == np.uint8
+    assert 0 < np.abs(lossy.astype(int) - films).mean() < 60
+    assert np.abs(probes.jpeg_compressed(films, 95).astype(int) - films).mean() < np.abs(lossy.astype(int) - films).mean()
