@@ -82,7 +82,9 @@ def _retrain(params: str, args: argparse.Namespace) -> None:
     cfg = load_config(params)
     schedule = ({"interval": timedelta(seconds=args.interval)} if args.interval else {"cron": cfg.retrain.cron})
     print(f"serving deployment cxr-retrain/scheduled ({schedule}); Ctrl-C to stop", flush=True)
-    retrain_flow.serve(name="scheduled", parameters={"params": params, "force": args.force}, **schedule)
+    # One run at a time: a run still training when the next one falls due must not be joined by
+    # another (each would wait on the retrain lock, holding a process): the next run starts late.
+    retrain_flow.serve(name="scheduled", parameters={"params": params, "force": args.force}, limit=1, **schedule)
 
 
 _retrain.__name__ = "retrain_flow"

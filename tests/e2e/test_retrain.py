@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -161,4 +162,12 @@ def test_served_deployment_fires_on_its_schedule(tmp_path, prefect_api):
         proc.wait(timeout=60)
     # The first scheduled run trains the first champion; a later one finds nothing new.
     assert "(no champion yet)" in seen and "nothing to do" in seen, seen[-3000:]
+    # Runs falling due every 5 s while the first one trains wait for it instead of piling up.
+    running: set[str] = set()
+    for name, event in re.findall(r"Flow run '([\w-]+)' - (Beginning flow run|Finished in state)", seen):
+        if event.startswith("Beginning"):
+            assert not running, f"{name} started while {running} still ran:\n{seen[-3000:]}"
+            running.add(name)
+        else:
+            running.discard(name)
     assert champion(load_config(params)) == "1"
