@@ -80,3 +80,32 @@ def test_cli_prints_one_sentence_for_a_missing_landing_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"cxr ingest: landing folder not found: {tmp_path / 'does-not-exist'}" in err
     assert "Traceback" not in err
+
+
+def test_retrain_decision_skips_only_the_champion_data_or_a_rejected_repeat(tmp_path):
+    """The scheduled retrain's skip rule, on a registry of versions tagged as the flow tags them."""
+    cfg = load_config(write_params(tmp_path / "project", tmp_path / "landing"))
+    client = _client(cfg)
+    name = cfg.mlflow.registered_model
+    assert steps.retrain_decision(cfg, "data-a") == (True, "no champion yet")
+    client.create_registered_model(name)
+
+    def version(data: str, settings: str, decision: str) -> str:
+        v = client.create_model_version(name, source=str(tmp_path)).version
+        for key, value in (("dataset_fingerprint", data), ("settings_fingerprint", settings),
+                           ("promotion.decision", decision)):
+            client.set_model_version_tag(name, v, key, value)
+        return str(v)
+
+    version("data-a", cfg.settings_fingerprint(), "rejected")
+    train, why = steps.retrain_decision(cfg, "data-a")
+    assert not train and why.startswith("version 1 was trained on this data with these settings")
+    changed = dataclasses.replace(cfg, raw={**cfg.raw, "train": {**cfg.raw["train"], "seed": 7}})
+    assert steps.retrain_decision(changed, "data-a") == (True, "no champion yet")
+    assert steps.retrain_decision(cfg, "data-b") == (True, "no champion yet")
+
+    champ = version("data-b", "other-settings", "promoted")
+    client.set_registered_model_alias(name, "champion", champ)
+    assert steps.retrain_decision(cfg, "data-b") == (
+        False, "data unchanged since the champion (version 2) was trained")
+    assert steps.retrain_decision(cfg, "data-c") == (True, "new data")
