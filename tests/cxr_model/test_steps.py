@@ -91,11 +91,8 @@ def test_retrain_decision_skips_only_the_champion_data_or_a_rejected_repeat(tmp_
     client.create_registered_model(name)
 
     def version(data: str, settings: str, decision: str) -> str:
-        v = client.create_model_version(name, source=str(tmp_path)).version
-        for key, value in (("dataset_fingerprint", data), ("settings_fingerprint", settings),
-                           ("promotion.decision", decision)):
-            client.set_model_version_tag(name, v, key, value)
-        return str(v)
+        tags = {"dataset_fingerprint": data, "settings_fingerprint": settings, "promotion.decision": decision}
+        return str(client.create_model_version(name, source=str(tmp_path), tags=tags).version)
 
     version("data-a", cfg.settings_fingerprint(), "rejected")
     train, why = steps.retrain_decision(cfg, "data-a")
