@@ -161,6 +161,33 @@ class RandomScanner(layers.Layer):
         return {**super().get_config(), "gamma": self.gamma, "noise": self.noise, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="cxr")
+class RandomResolution(layers.Layer):
+    """Half the images shrunk by a random factor up to `max_factor` and enlarged back, as films
+    archived at a lower resolution arrive; one factor per batch keeps the resize shapes few."""
+
+    def __init__(self, max_factor: float = 1.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_factor = max_factor
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=True):
+        if not training or self.max_factor <= 1.0:
+            return x
+        import tensorflow as tf  # a data-dependent output size: the TF backend's resize
+
+        size = tf.shape(x)[1:3]
+        factor = keras.random.uniform((), 1.0, self.max_factor, seed=self.seed_generator)
+        small = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) / factor), tf.int32), 1)
+        restored = tf.image.resize(tf.image.resize(x, small, antialias=True), size)
+        chosen = keras.random.uniform((tf.shape(x)[0], 1, 1, 1), seed=self.seed_generator) < 0.5
+        return tf.where(chosen, tf.clip_by_value(restored, 0.0, 255.0), x)
+
+    def get_config(self):
+        return {**super().get_config(), "max_factor": self.max_factor, "seed": self.seed}
+
+
 def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     """Random geometric and intensity changes, run inside the tf.data input pipeline."""
     steps: list[layers.Layer] = []
@@ -183,6 +210,8 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
         # Edge enhancement as digital radiography systems apply it, with vendor-specific strength
         # (0.5 leaves the image as it is; up to 0.5 + sharpen enhances).
         steps.append(layers.RandomSharpness((0.5, 0.5 + cfg.sharpen), value_range=(0, 255), seed=seed + 8))
+    if cfg.downscale > 1:
+        steps.append(RandomResolution(cfg.downscale, seed=seed + 9))
     if cfg.gamma > 0 or cfg.noise > 0:
         steps.append(RandomScanner(cfg.gamma, cfg.noise, seed=seed + 7))
     if cfg.horizontal_flip:

@@ -211,3 +211,20 @@ def test_resampling_balances_each_epoch_and_repeats_with_the_seed():
         assert 35 <= labels.sum() <= 65  # about half pneumonia, against 75 % in the data
     np.testing.assert_array_equal(first, epochs(1)[0])  # same seed, same stream
     assert not np.array_equal(first, second)  # a fresh draw each epoch
+
+
+def test_downscale_softens_about_half_the_images_and_leaves_the_rest():
+    off = dict(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+    aug = build_augmenter(AugmentConfig(**off, downscale=3.0), seed=5)
+    # A one-pixel checkerboard: any shrink-and-enlarge flattens it towards grey.
+    x = np.broadcast_to(np.indices((32, 32)).sum(axis=0) % 2 * 200.0 + 20.0, (64, 32, 32)).copy()
+    x = x[..., None].astype(np.float32)
+    out = np.asarray(aug(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    untouched = np.all(out == x, axis=(1, 2, 3))
+    softened = np.abs(np.diff(out, axis=2)).mean(axis=(1, 2, 3)) < 0.5 * 200.0
+    assert (untouched | softened).all()
+    assert 16 <= untouched.sum() <= 48
+    assert np.array_equal(np.asarray(aug(x, training=False)), x)
+    assert not any(type(layer).__name__ == "RandomResolution"
+                   for layer in build_augmenter(AugmentConfig(**off), seed=5).layers)
