@@ -14,8 +14,12 @@ data: setup
 run: setup
 	$(PY) -m flows.training --params $(PARAMS)
 
+# Two pytest workers: the suite waits on servers and subprocesses about half the time.
+# --dist loadscope runs each module whole and in order on one worker (module fixtures, tests
+# that build on each other).
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 test-unit: setup
 	$(PY) -m pytest -m "not e2e"
