@@ -87,6 +87,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     weight_decay: float = 0.0
     ema_momentum: float = 0.0
+    mixup: float = 0.0
     warmup_epochs: int = 0
     jit_compile: bool = False
     precision: str = "float32"
@@ -319,6 +320,7 @@ def _check(cfg: Config) -> None:
         (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
         (cfg.train.early_stopping_start >= 0, "train.early_stopping_start must be >= 0"),
         (0.0 <= cfg.train.ema_momentum < 1.0, "train.ema_momentum must be in [0, 1)"),
+        (0.0 <= cfg.train.mixup <= 1.0, "train.mixup must be in [0, 1]"),
         (0.0 <= cfg.train.augment.zoom_in < 1.0, "train.augment.zoom_in must be in [0, 1)"),
         (0.0 <= cfg.train.augment.sharpen <= 0.5, "train.augment.sharpen must be in [0, 0.5]"),
         (1.0 <= cfg.train.augment.downscale <= 4.0, "train.augment.downscale must be in [1, 4]"),

@@ -53,10 +53,33 @@ def _balanced_stream(train: Arrays, seed: int) -> tf.data.Dataset:
     return mixed.take(len(train))
 
 
+class MixUp:
+    """Blends random pairs within a batch, labels and loss weights alike (mixup): no single cue
+    can carry a confident answer, a known guard against shortcuts that fail on other cohorts."""
+
+    def __init__(self, alpha: float, weights: dict[int, float] | None, seed: int):
+        self.alpha = alpha
+        self.weights = tf.constant([weights[0], weights[1]] if weights else [1.0, 1.0], tf.float32)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def __call__(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        n = tf.shape(x)[0]
+        lam = keras.random.beta((n,), self.alpha, self.alpha, seed=self.seed_generator)
+        partner = keras.random.shuffle(tf.range(n), seed=self.seed_generator)
+
+        def blend(v):
+            shape = tf.concat([[n], tf.ones([tf.rank(v) - 1], tf.int32)], axis=0)
+            w = tf.reshape(lam, shape)
+            return w * v + (1.0 - w) * tf.gather(v, partner)
+
+        return blend(x), blend(tf.cast(y, tf.float32)), blend(tf.gather(self.weights, y))
+
+
 def make_datasets(
     train: Arrays, val: Arrays, cfg: Config, seed: int | None = None
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Shuffled, augmented training batches prepared in parallel with the training step."""
+    """Shuffled, augmented training batches prepared in parallel with the training step (with
+    mixup, they carry their own loss weights: fit then passes no class weights)."""
     seed = cfg.train.seed if seed is None else seed
     augment = build_augmenter(cfg.train.augment, seed)
     autotune = tf.data.AUTOTUNE
@@ -75,8 +98,11 @@ def make_datasets(
         # One augmentation thread keeps the random draws in a fixed order (reproducible runs);
         # it still overlaps with the training step through prefetch.
         .map(augment_batch, num_parallel_calls=1 if cfg.train.deterministic else autotune)
-        .prefetch(autotune)
     )
+    if cfg.train.mixup > 0:
+        mix = MixUp(cfg.train.mixup, class_weights(train.y, cfg.train.class_weights), seed + 11)
+        train_ds = train_ds.map(mix, num_parallel_calls=1 if cfg.train.deterministic else autotune)
+    train_ds = train_ds.prefetch(autotune)
     val_ds = (
         tf.data.Dataset.from_tensor_slices((val.x, val.y))
         .batch(max(cfg.train.batch_size, 128))
@@ -147,7 +173,8 @@ def _fit_member(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path, seed:
         ),
     ]
     hist = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs,
-                     class_weight=class_weights(train.y, tc.class_weights), callbacks=callbacks,
+                     class_weight=None if tc.mixup > 0 else class_weights(train.y, tc.class_weights),
+                     callbacks=callbacks,
                      shuffle=False, verbose=2)
     # Early stopping restores the best weights only when it stops early; make it unconditional.
     return keras.models.load_model(checkpoint), pd.DataFrame(hist.history)

@@ -228,3 +228,51 @@ def test_downscale_softens_about_half_the_images_and_leaves_the_rest():
     assert np.array_equal(np.asarray(aug(x, training=False)), x)
     assert not any(type(layer).__name__ == "RandomResolution"
                    for layer in build_augmenter(AugmentConfig(**off), seed=5).layers)
+
+
+def test_mixup_blends_images_labels_and_weights_with_the_same_share():
+    from cxr_model.config import Config, TrainConfig
+
+    # Image i is dark but for one bright pixel at position i: a blend shows both partners and
+    # its share at a glance.
+    n, side = 64, 8
+    x = np.zeros((n, side, side, 1), dtype=np.uint8)
+    x.reshape(n, -1)[np.arange(n), np.arange(n)] = 200
+    y = (np.arange(n) % 4 != 0).astype(np.int32)  # 3:1 pneumonia, as in the data
+    data = Arrays(x, y, [str(i) for i in range(n)])
+    off = AugmentConfig(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+    cfg = Config(train=TrainConfig(batch_size=16, mixup=0.4, augment=off))
+    weights = training.class_weights(y, "balanced")
+
+    def batches():
+        ds, _ = training.make_datasets(data, data, cfg)
+        return [tuple(t.numpy() for t in b) for b in ds]
+
+    first = batches()
+    blended = 0
+    for xb, yb, wb in first:
+        for img, label, weight in zip(xb.reshape(len(xb), -1), yb, wb):
+            lit = np.flatnonzero(img > 1e-3)
+            assert 1 <= len(lit) <= 2 and img.sum() == pytest.approx(200, abs=1e-2)
+            shares = img[lit] / 200
+            assert label == pytest.approx((shares * y[lit]).sum(), abs=1e-5)
+            assert weight == pytest.approx((shares * np.array([weights[int(c)] for c in y[lit]])).sum(), rel=1e-5)
+            blended += len(lit) == 2 and shares.min() > 0.05
+    assert blended > n // 4  # Beta(0.4, 0.4): most draws lie near an end, many do not
+    for a, b in zip(first, batches()):  # same seed, same blends
+        np.testing.assert_array_equal(a[0], b[0])
+    assert len(training.make_datasets(data, data, Config(train=TrainConfig(augment=off)))[0].element_spec) == 2
+
+
+def test_fit_with_mixup_still_learns_the_toy_problem(tmp_path):
+    from cxr_model.config import Config, PreprocessConfig, TrainConfig
+
+    rng = np.random.default_rng(2)
+    cfg = Config(
+        preprocess=PreprocessConfig(image_size=16),
+        model=ModelConfig(filters=(8, 16), dense_units=8, dropout=0.1),
+        train=TrainConfig(epochs=4, batch_size=16, learning_rate=3e-3, mixup=0.4,
+                          augment=AugmentConfig(rotation_deg=0, zoom=0, shift=0)),
+    )
+    result = training.fit(_toy_split(rng, 96, 10, 80), _toy_split(rng, 32, 10, 80), cfg, tmp_path / "m.keras")
+    assert result.best_val_auc > 0.9
