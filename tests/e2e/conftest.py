@@ -4,6 +4,7 @@ that several modules (flow, prediction, serving) inspect."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from cxr_model.config import load_config
 from cxr_model.errors import CxrError
@@ -89,14 +91,29 @@ def _small(tmp_path: Path, source: Path) -> Path:
                         model={"filters": [8, 16, 32], "dense_units": 16})
 
 
+def _shared_dir(tmp_path_factory) -> Path:
+    """The folder every pytest-xdist worker of this run sees (each worker's own base is below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("flow")
-    params = _small(tmp, real_subset(tmp / "landing"))
-    # An empty PREFECT_HOME, as on a machine that never ran Prefect: the temporary server must
-    # create its database first (`make run` on a fresh machine).
-    proc = run_flow(params, prefect_home=tmp / "fresh-prefect-home")
+    """One real-subset flow per test run, even across xdist workers: the first worker to ask
+    builds it under a file lock while the others wait, then all read the same project."""
+    shared = _shared_dir(tmp_path_factory)
+    tmp, outcome = shared / "finished-flow", shared / "finished-flow.json"
+    with FileLock(str(shared / "finished-flow.lock")):
+        if not outcome.exists():
+            shutil.rmtree(tmp, ignore_errors=True)  # a worker that died mid-build
+            tmp.mkdir()
+            params = _small(tmp, real_subset(tmp / "landing"))
+            # An empty PREFECT_HOME, as on a machine that never ran Prefect: the temporary server
+            # must create its database first (`make run` on a fresh machine).
+            proc = run_flow(params, prefect_home=tmp / "fresh-prefect-home")
+            outcome.write_text(json.dumps({"params": str(params), "args": proc.args, "returncode": proc.returncode,
+                                           "stdout": proc.stdout, "stderr": proc.stderr}))
+    built = json.loads(outcome.read_text())
+    proc = subprocess.CompletedProcess(built["args"], built["returncode"], built["stdout"], built["stderr"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return load_config(params), proc
-
-
+    return load_config(Path(built["params"])), proc
