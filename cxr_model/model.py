@@ -188,6 +188,37 @@ class RandomResolution(layers.Layer):
         return {**super().get_config(), "max_factor": self.max_factor, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="cxr")
+class RandomCornerMask(layers.Layer):
+    """Half the images get their four corners blacked out, squares of a random share of the
+    side up to `max_share`: side markers and burned-in text differ by site, so they must not
+    carry the answer."""
+
+    def __init__(self, max_share: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_share = max_share
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=True):
+        if not training or self.max_share <= 0.0:
+            return x
+        import tensorflow as tf
+
+        n, h, w = tf.shape(x)[0], tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+        share = keras.random.uniform((n, 1, 1, 1), 0.0, self.max_share, seed=self.seed_generator)
+        chosen = keras.random.uniform((n, 1, 1, 1), seed=self.seed_generator) < 0.5
+        rows = tf.range(h)[None, :, None, None]
+        cols = tf.range(w)[None, None, :, None]
+        k_h, k_w = tf.round(share * h), tf.round(share * w)  # whole pixels: four equal squares
+        in_rows = (rows < k_h) | (rows >= h - k_h)
+        in_cols = (cols < k_w) | (cols >= w - k_w)
+        return tf.where(chosen & in_rows & in_cols, tf.zeros_like(x), x)
+
+    def get_config(self):
+        return {**super().get_config(), "max_share": self.max_share, "seed": self.seed}
+
+
 def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     """Random geometric and intensity changes, run inside the tf.data input pipeline."""
     steps: list[layers.Layer] = []
@@ -200,6 +231,9 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
         steps.append(layers.RandomZoom(zoom_range, fill_mode="constant", seed=seed + 1))
     if cfg.shift > 0:
         steps.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed + 2))
+    if cfg.corners > 0:
+        # After the geometry, so the squares sit in the corners of what the model sees.
+        steps.append(RandomCornerMask(cfg.corners, seed=seed + 10))
     if cfg.brightness > 0:
         steps.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed + 3))
     if cfg.contrast > 0:

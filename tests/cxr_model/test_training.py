@@ -276,3 +276,28 @@ def test_fit_with_mixup_still_learns_the_toy_problem(tmp_path):
     )
     result = training.fit(_toy_split(rng, 96, 10, 80), _toy_split(rng, 32, 10, 80), cfg, tmp_path / "m.keras")
     assert result.best_val_auc > 0.9
+
+
+def test_corner_mask_blacks_out_four_equal_corner_squares_in_about_half_the_images():
+    off = dict(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+    aug = build_augmenter(AugmentConfig(**off, corners=0.3), seed=4)
+    x = np.full((64, 40, 40, 1), 150.0, dtype=np.float32)
+    out = np.asarray(aug(x, training=True))[..., 0]
+    masked = 0
+    for img in out:
+        dark = img == 0
+        assert np.array_equal(img[~dark], np.full((~dark).sum(), 150.0))  # nothing else changes
+        k = int(dark[0].sum() // 2)  # side of each corner square
+        if k == 0:
+            assert not dark.any()
+            continue
+        masked += 1
+        expected = np.zeros_like(dark)
+        for rows in (slice(0, k), slice(40 - k, 40)):
+            for cols in (slice(0, k), slice(40 - k, 40)):
+                expected[rows, cols] = True
+        assert np.array_equal(dark, expected) and k <= 0.3 * 40 + 1
+    assert 16 <= masked <= 48
+    assert np.array_equal(np.asarray(aug(x, training=False)), x)
+    assert not any(type(layer).__name__ == "RandomCornerMask"
+                   for layer in build_augmenter(AugmentConfig(**off), seed=4).layers)
