@@ -133,16 +133,29 @@ def ensemble_members(model: keras.Model) -> list[keras.Model]:
     return members or [model]
 
 
-@keras.saving.register_keras_serializable(package="cxr")
-class RandomScanner(layers.Layer):
-    """Random gamma curve and sensor noise on 0-255 pixels, mimicking other scanners."""
+class _SeededAugmentation(layers.Layer):
+    """A training-only augmentation layer: its settings (`options`, with their off values) and
+    a seeded random stream, saved and restored alike."""
 
-    def __init__(self, gamma: float = 0.0, noise: float = 0.0, seed: int | None = None, **kwargs):
+    options: dict[str, float] = {}
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        settings = {name: kwargs.pop(name, off) for name, off in self.options.items()}
         super().__init__(**kwargs)
-        self.gamma = gamma
-        self.noise = noise
+        for name, value in settings.items():
+            setattr(self, name, value)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def get_config(self):
+        return {**super().get_config(), **{name: getattr(self, name) for name in self.options}, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cxr")
+class RandomScanner(_SeededAugmentation):
+    """Random gamma curve and sensor noise on 0-255 pixels, mimicking other scanners."""
+
+    options = {"gamma": 0.0, "noise": 0.0}
 
     def call(self, x, training=True):
         if not training:
@@ -157,20 +170,13 @@ class RandomScanner(layers.Layer):
             x = keras.ops.clip(x + sigma * keras.random.normal(shape, seed=self.seed_generator), 0.0, 255.0)
         return x
 
-    def get_config(self):
-        return {**super().get_config(), "gamma": self.gamma, "noise": self.noise, "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="cxr")
-class RandomResolution(layers.Layer):
+class RandomResolution(_SeededAugmentation):
     """Half the images shrunk by a random factor up to `max_factor` and enlarged back, as films
     archived at a lower resolution arrive; one factor per batch keeps the resize shapes few."""
 
-    def __init__(self, max_factor: float = 1.0, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.max_factor = max_factor
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+    options = {"max_factor": 1.0}
 
     def call(self, x, training=True):
         if not training or self.max_factor <= 1.0:
@@ -184,21 +190,14 @@ class RandomResolution(layers.Layer):
         chosen = keras.random.uniform((tf.shape(x)[0], 1, 1, 1), seed=self.seed_generator) < 0.5
         return tf.where(chosen, tf.clip_by_value(restored, 0.0, 255.0), x)
 
-    def get_config(self):
-        return {**super().get_config(), "max_factor": self.max_factor, "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="cxr")
-class RandomCornerMask(layers.Layer):
+class RandomCornerMask(_SeededAugmentation):
     """Half the images get their four corners blacked out, squares of a random share of the
     side up to `max_share`: side markers and burned-in text differ by site, so they must not
     carry the answer."""
 
-    def __init__(self, max_share: float = 0.0, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.max_share = max_share
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+    options = {"max_share": 0.0}
 
     def call(self, x, training=True):
         if not training or self.max_share <= 0.0:
@@ -215,9 +214,6 @@ class RandomCornerMask(layers.Layer):
         in_cols = (cols < k_w) | (cols >= w - k_w)
         return tf.where(chosen & in_rows & in_cols, tf.zeros_like(x), x)
 
-    def get_config(self):
-        return {**super().get_config(), "max_share": self.max_share, "seed": self.seed}
-
 
 def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     """Random geometric and intensity changes, run inside the tf.data input pipeline."""
@@ -233,7 +229,7 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
         steps.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed + 2))
     if cfg.corners > 0:
         # After the geometry, so the squares sit in the corners of what the model sees.
-        steps.append(RandomCornerMask(cfg.corners, seed=seed + 10))
+        steps.append(RandomCornerMask(max_share=cfg.corners, seed=seed + 10))
     if cfg.brightness > 0:
         steps.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed + 3))
     if cfg.contrast > 0:
@@ -245,9 +241,9 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
         # (0.5 leaves the image as it is; up to 0.5 + sharpen enhances).
         steps.append(layers.RandomSharpness((0.5, 0.5 + cfg.sharpen), value_range=(0, 255), seed=seed + 8))
     if cfg.downscale > 1:
-        steps.append(RandomResolution(cfg.downscale, seed=seed + 9))
+        steps.append(RandomResolution(max_factor=cfg.downscale, seed=seed + 9))
     if cfg.gamma > 0 or cfg.noise > 0:
-        steps.append(RandomScanner(cfg.gamma, cfg.noise, seed=seed + 7))
+        steps.append(RandomScanner(gamma=cfg.gamma, noise=cfg.noise, seed=seed + 7))
     if cfg.horizontal_flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed + 5))
     # Every augmentation off: an identity step (an empty Sequential cannot be built).
