@@ -56,6 +56,8 @@ class ModelConfig:
     arch: str = "plain"
     stem_filters: int = 24
     ensemble: int = 1
+    clahe_tiles: int = 8
+    clahe_clip: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -311,8 +313,10 @@ def _check(cfg: Config) -> None:
          "train.class_weights must be balanced, resample or none"),
         (len(cfg.model.filters) >= 1, "model.filters must list at least one block"),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
-        (cfg.model.normalize in ("rescale", "per_image", "equalize"),
-         "model.normalize must be rescale, per_image or equalize"),
+        (cfg.model.normalize in ("rescale", "per_image", "equalize", "clahe"),
+         "model.normalize must be rescale, per_image, equalize or clahe"),
+        (1 <= cfg.model.clahe_tiles <= 16, "model.clahe_tiles must be 1 to 16"),
+        (cfg.model.clahe_clip >= 1.0, "model.clahe_clip must be >= 1 (1: no equalisation within regions)"),
         (1 <= cfg.model.convs_deep <= 3, "model.convs_deep must be 1, 2 or 3"),
         (cfg.model.arch in ("plain", "residual"), "model.arch must be plain or residual"),
         (cfg.model.stem_filters >= 1, "model.stem_filters must be >= 1"),

@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from cxr_model.model import NORMALIZATION_LAYERS, ensemble_members, keras
+from cxr_model.model import ensemble_members, keras
+from cxr_model.normalization import NORMALIZATION_LAYERS
 
 
 def feature_layer(model: keras.Model, min_cells: int = 8) -> keras.layers.Layer:

@@ -6,42 +6,7 @@ import keras
 from keras import layers
 
 from cxr_model.config import AugmentConfig, ModelConfig
-
-# Names of the input-normalisation layers: pixel maps, not features (Grad-CAM skips them).
-NORMALIZATION_LAYERS = ("rescale", "standardize", "equalize")
-
-
-@keras.saving.register_keras_serializable(package="cxr")
-class PerImageStandardize(layers.Layer):
-    """Zero mean, unit spread per image: removes exposure differences between scanners."""
-
-    def call(self, x):
-        mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
-        std = keras.ops.std(x, axis=(1, 2, 3), keepdims=True)
-        return (x - mean) / (std + 1e-3)
-
-
-@keras.saving.register_keras_serializable(package="cxr")
-class EqualizeHistogram(layers.Layer):
-    """Each pixel becomes its intensity rank within its own image (0-1), so one film under any
-    scanner's increasing exposure curve (gamma, contrast, brightness) gives the same input."""
-
-    levels = 256
-
-    def call(self, x):
-        import tensorflow as tf
-
-        shape = tf.shape(x)
-        n = shape[0]
-        flat = tf.reshape(tf.cast(x, tf.float32), (n, -1))  # counts up to 16k: never in bfloat16
-        level = tf.cast(tf.clip_by_value(tf.floor(flat), 0, self.levels - 1), tf.int32)
-        # One histogram per image in a single segment sum (16x faster here than sorting).
-        counts = tf.math.unsorted_segment_sum(
-            tf.ones_like(flat), level + self.levels * tf.range(n)[:, None], n * self.levels)
-        counts = tf.reshape(counts, (n, self.levels))
-        # Mid-rank of each level among its image's pixels: a flat region shares one value.
-        mid_rank = (tf.cumsum(counts, axis=1) - counts / 2) / tf.cast(tf.shape(flat)[1], tf.float32)
-        return tf.cast(tf.reshape(tf.gather(mid_rank, level, batch_dims=1), shape), x.dtype)
+from cxr_model.normalization import normalization
 
 
 def _conv_bn(x, filters: int, name: str, strides: int = 1, kernel: int = 3, relu: bool = True):
@@ -102,12 +67,7 @@ def build_model(image_size: int, cfg: ModelConfig, seed: int, precision: str = "
 
 def _build(image_size: int, cfg: ModelConfig) -> keras.Model:
     inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
-    if cfg.normalize == "per_image":
-        x = PerImageStandardize(name="standardize")(inputs)
-    elif cfg.normalize == "equalize":
-        x = EqualizeHistogram(name="equalize")(inputs)
-    else:
-        x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = normalization(inputs, cfg)
     x = _residual_body(x, cfg) if cfg.arch == "residual" else _plain_body(x, cfg)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(cfg.dropout, name="head_drop1")(x)

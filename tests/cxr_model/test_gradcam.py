@@ -55,9 +55,10 @@ def test_feature_layer_is_never_an_input_normalisation():
     import dataclasses
 
     from cxr_model.config import ModelConfig
-    from cxr_model.model import NORMALIZATION_LAYERS, build_model
+    from cxr_model.model import build_model
+    from cxr_model.normalization import NORMALIZATION_LAYERS
 
-    for normalize in ("rescale", "per_image", "equalize"):
+    for normalize in ("rescale", "per_image", "equalize", "clahe"):
         cfg = dataclasses.replace(ModelConfig(filters=(8, 16), dense_units=8), arch="residual", normalize=normalize)
         model = build_model(16, cfg, seed=1)
         assert any(layer.name in NORMALIZATION_LAYERS for layer in model.layers)
