@@ -25,6 +25,13 @@ def synthetic_xray(seed: int, label: str, size: int = 48) -> Image.Image:
     return Image.fromarray(img, mode="L")
 
 
+def grey_films(n: int = 3, size: int = 32, levels: int = 100) -> np.ndarray:
+    """Integer films (n, size, size, 1) using `levels` grey levels, with a black border as after a shift."""
+    x = np.random.default_rng(0).integers(0, levels, (n, size, size, 1)).astype("float32")
+    x[:, :4] = 0
+    return x
+
+
 def normal_name(patient: int, image: int) -> str:
     return f"IM-{patient:04d}-{image:04d}.jpeg"
 

@@ -2,17 +2,11 @@ import numpy as np
 import pytest
 
 from cxr_model.normalization import EqualizeHistogram, LocalEqualize
-
-
-def _films(n: int = 3, size: int = 32, levels: int = 100) -> np.ndarray:
-    """Integer films using `levels` grey levels, with a black border as after a shift."""
-    x = np.random.default_rng(0).integers(0, levels, (n, size, size, 1)).astype("float32")
-    x[:, :4] = 0
-    return x
+from tests.conftest import grey_films
 
 
 def test_equalize_ignores_any_increasing_exposure_curve():
-    x = _films()
+    x = grey_films()
     curves = [2 * x + 30, np.round(255 * (x / 99) ** 0.5)]  # brighter + more contrast; gamma
     out = np.asarray(EqualizeHistogram()(x))
     for exposed in curves:
@@ -25,7 +19,7 @@ def test_equalize_ignores_any_increasing_exposure_curve():
 
 
 def test_equalize_works_per_image_not_per_batch():
-    x = _films(n=2)
+    x = grey_films(n=2)
     together = np.asarray(EqualizeHistogram()(np.concatenate([x[:1], 3 * x[1:] + 20])))
     alone = np.asarray(EqualizeHistogram()(x[:1]))
     np.testing.assert_allclose(together[:1], alone, atol=1e-6)
