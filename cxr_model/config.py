@@ -58,6 +58,7 @@ class ModelConfig:
     ensemble: int = 1
     clahe_tiles: int = 8
     clahe_clip: float = 2.0
+    separable: bool = False
 
 
 @dataclass(frozen=True)

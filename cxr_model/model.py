@@ -9,8 +9,11 @@ from cxr_model.config import AugmentConfig, ModelConfig
 from cxr_model.normalization import normalization
 
 
-def _conv_bn(x, filters: int, name: str, strides: int = 1, kernel: int = 3, relu: bool = True):
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"conv{name}")(x)
+def _conv_bn(x, filters: int, name: str, strides: int = 1, kernel: int = 3, relu: bool = True,
+             separable: bool = False):
+    # Depthwise-separable: a 3x3 filter per channel, then a 1x1 mix (about 8x fewer multiplies).
+    conv = layers.SeparableConv2D if separable and kernel > 1 else layers.Conv2D
+    x = conv(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"conv{name}")(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"bn{name}")(x)
     return layers.ReLU(name=f"relu{name}")(x) if relu else x
 
@@ -20,30 +23,33 @@ def _plain_body(x, cfg: ModelConfig):
     for i, filters in enumerate(cfg.filters):
         # Deeper blocks run at low resolution, so a second conv there is cheap capacity.
         for j in range(cfg.convs_deep if i >= 2 else 1):
-            x = _conv_bn(x, filters, f"{i + 1}" if j == 0 else f"{i + 1}_{j + 1}")
+            # The first conv reads the single grey channel: kept dense (a separable one would
+            # learn one 3x3 filter in all).
+            x = _conv_bn(x, filters, f"{i + 1}" if j == 0 else f"{i + 1}_{j + 1}",
+                         separable=cfg.separable and (i, j) != (0, 0))
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
         if i > 0:
             x = layers.SpatialDropout2D(0.1, name=f"drop{i + 1}")(x)
     return x
 
 
-def _residual_block(x, filters: int, name: str, strides: int):
+def _residual_block(x, filters: int, name: str, strides: int, separable: bool = False):
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
         shortcut = _conv_bn(x, filters, f"{name}_proj", strides=strides, kernel=1, relu=False)
-    y = _conv_bn(x, filters, f"{name}_a", strides=strides)
-    y = _conv_bn(y, filters, f"{name}_b", relu=False)
+    y = _conv_bn(x, filters, f"{name}_a", strides=strides, separable=separable)
+    y = _conv_bn(y, filters, f"{name}_b", relu=False, separable=separable)
     return layers.ReLU(name=f"relu{name}_out")(layers.Add(name=f"add{name}")([shortcut, y]))
 
 
 def _residual_body(x, cfg: ModelConfig):
     """ResNet-like: a strided stem, then one strided residual block per stage (about 2.5x faster
     per image on this CPU than the plain body, which convolves at full resolution)."""
-    x = _conv_bn(x, cfg.stem_filters, "_stem", strides=2)
+    x = _conv_bn(x, cfg.stem_filters, "_stem", strides=2)  # reads the grey channel: dense
     for i, filters in enumerate(cfg.filters):
-        x = _residual_block(x, filters, f"{i + 1}", strides=2)
+        x = _residual_block(x, filters, f"{i + 1}", strides=2, separable=cfg.separable)
         for j in range(1, cfg.convs_deep if i >= 2 else 1):
-            x = _residual_block(x, filters, f"{i + 1}_{j + 1}", strides=1)
+            x = _residual_block(x, filters, f"{i + 1}_{j + 1}", strides=1, separable=cfg.separable)
         if i > 0:
             x = layers.SpatialDropout2D(0.1, name=f"drop{i + 1}")(x)
     return x
