@@ -97,13 +97,12 @@ class LocalEqualize(layers.Layer):
         share = clipped / total
         below = tf.reshape(tf.cumsum(share, axis=-1, exclusive=True), (n, -1))
         share = tf.reshape(share, (n, -1))
+        within = tf.reshape(within, (n, -1))
 
         def mapped(rows, cols):
             """Each pixel through the equalising curve of region (rows, cols)."""
-            index = (rows[:, None] * g + cols[None, :])[None] * n_bins + level
-            index = tf.reshape(index, (n, -1))
-            value = tf.gather(below, index, batch_dims=1) + tf.reshape(within, (n, -1)) * tf.gather(
-                share, index, batch_dims=1)
+            index = tf.reshape((rows[:, None] * g + cols[None, :])[None] * n_bins + level, (n, -1))
+            value = tf.gather(below, index, batch_dims=1) + within * tf.gather(share, index, batch_dims=1)
             return tf.reshape(value, (n, h, w))
 
         wy, wx = row_w[None, :, None], col_w[None, None, :]
