@@ -8,19 +8,25 @@ import socket
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 from cxr_model.errors import CxrError
 
 
 def pid_alive(pid: int) -> bool:
-    """True while a process with this pid exists (also one owned by another user)."""
+    """True while a process with this pid runs (also one owned by another user). A zombie counts
+    as dead: in containers whose init does not reap orphans, a stopped server lingers as one."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces and parentheses.
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no procfs (macOS): the signal check above is all there is
 
 
 def free_port() -> int:
