@@ -79,7 +79,9 @@ def stack(cfg: Config, args: argparse.Namespace) -> int:
     from cxr_model import stack as team
 
     if args.action == "down":
-        print("stopped: " + (", ".join(team.down(cfg)) or "nothing was running"))
+        stopped = team.down(cfg)
+        print("stop seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stopped.items()) if stopped
+              else "nothing was running")
         return 0
     if args.action == "up":
         seconds = team.up(cfg, args.only)

@@ -325,19 +325,22 @@ def up(cfg: Config, only: list[str] | None = None) -> dict[str, float]:
     return seconds
 
 
-def down(cfg: Config) -> list[str]:
-    """Stop the worker, the servers and PostgreSQL (in that order); data stays for the next up."""
+def down(cfg: Config) -> dict[str, float]:
+    """Stop the worker, the servers and PostgreSQL (in that order); data stays for the next up.
+    Returns the seconds each running service took to stop."""
     stack = Stack(cfg)
-    stopped = []
+    stopped: dict[str, float] = {}
     for name in ("worker", "prefect", "mlflow"):
         pid = running_pid(stack, name)
         if pid:
+            started = time.monotonic()
             _stop_pid(pid)
-            stopped.append(name)
+            stopped[name] = time.monotonic() - started
         _pid_file(stack, name).unlink(missing_ok=True)
     if (stack.pg_dir / "data" / "PG_VERSION").is_file():
+        started = time.monotonic()
         stop_postgres(stack)
-        stopped.append("postgres")
+        stopped["postgres"] = time.monotonic() - started
     return stopped
 
 

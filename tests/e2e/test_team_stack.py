@@ -62,9 +62,15 @@ def team(tmp_path_factory):
         yield {"params": params, "cfg": cfg, "env": {**clean_env(), **env}, "state": state,
                "startup": json.loads((state / "startup.json").read_text())}
     finally:
-        subprocess.run([CXR, "--params", str(params), "stack", "down"], cwd=ROOT, env=clean_env(),
-                       capture_output=True, timeout=300)
+        down = subprocess.run([CXR, "--params", str(params), "stack", "down"], cwd=ROOT, env=clean_env(),
+                              capture_output=True, text=True, timeout=300)
+        status = subprocess.run([CXR, "--params", str(params), "stack", "status"], cwd=ROOT, env=clean_env(),
+                                capture_output=True, text=True, timeout=60)
         shutil.rmtree(state, ignore_errors=True)
+    # Teardown checks: every service that was up is reported stopped, with its seconds.
+    stopped = dict(item.split() for item in down.stdout.strip().removeprefix("stop seconds: ").split(", "))
+    assert set(stopped) == {"postgres", "mlflow", "prefect", "worker"}, down.stdout + down.stderr[-2000:]
+    assert [line.split()[1] for line in status.stdout.splitlines()[:4]] == ["stopped"] * 4, status.stdout
 
 
 @pytest.fixture(scope="module")
