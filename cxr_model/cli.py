@@ -74,18 +74,20 @@ def card(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(label: str, seconds: dict[str, float]) -> str:
+    return f"{label}: " + ", ".join(f"{name} {s:.1f}" for name, s in seconds.items())
+
+
 def stack(cfg: Config, args: argparse.Namespace) -> int:
     """Start, stop or show the team stack (PostgreSQL, MLflow server, Prefect server, worker)."""
     from cxr_model import stack as team
 
     if args.action == "down":
         stopped = team.down(cfg)
-        print("stop seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stopped.items()) if stopped
-              else "nothing was running")
+        print(_seconds("stop seconds", stopped) if stopped else "nothing was running")
         return 0
     if args.action == "up":
-        seconds = team.up(cfg, args.only)
-        print("start-up seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+        print(_seconds("start-up seconds", team.up(cfg, args.only)))
     state = team.status(cfg)
     for key, value in state.items():
         print(f"export {key}={value}" if key.isupper() else f"{key:<9} {value}")

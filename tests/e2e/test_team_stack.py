@@ -27,6 +27,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.team]
 CXR = str(Path(sys.executable).with_name("cxr"))
 
 
+def _service_states(params: Path) -> list[str]:
+    """The state column of `cxr stack status` for its four services."""
+    status = subprocess.run([CXR, "--params", str(params), "stack", "status"], cwd=ROOT, env=clean_env(),
+                            capture_output=True, text=True, timeout=60)
+    return [line.split()[1] for line in status.stdout.splitlines()[:4]]
+
+
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as resp:
         return json.loads(resp.read())
@@ -64,13 +71,12 @@ def team(tmp_path_factory):
     finally:
         down = subprocess.run([CXR, "--params", str(params), "stack", "down"], cwd=ROOT, env=clean_env(),
                               capture_output=True, text=True, timeout=300)
-        status = subprocess.run([CXR, "--params", str(params), "stack", "status"], cwd=ROOT, env=clean_env(),
-                                capture_output=True, text=True, timeout=60)
+        states = _service_states(params)
         shutil.rmtree(state, ignore_errors=True)
     # Teardown checks: every service that was up is reported stopped, with its seconds.
     stopped = dict(item.split() for item in down.stdout.strip().removeprefix("stop seconds: ").split(", "))
     assert set(stopped) == {"postgres", "mlflow", "prefect", "worker"}, down.stdout + down.stderr[-2000:]
-    assert [line.split()[1] for line in status.stdout.splitlines()[:4]] == ["stopped"] * 4, status.stdout
+    assert states == ["stopped"] * 4
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +102,7 @@ def retrained_on_worker(team):
 
 def test_stack_starts_every_component_and_reports_its_start_up_time(team):
     assert set(team["startup"]) == {"postgres", "mlflow", "prefect", "worker"}
-    status = subprocess.run([CXR, "--params", str(team["params"]), "stack", "status"], cwd=ROOT,
-                            env=clean_env(), capture_output=True, text=True, timeout=60)
-    assert [line.split()[1] for line in status.stdout.splitlines()[:4]] == ["running"] * 4
+    assert _service_states(team["params"]) == ["running"] * 4
 
 
 def test_a_deployment_run_triggered_on_the_server_completes_on_the_worker(team, retrained_on_worker):
