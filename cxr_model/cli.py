@@ -1,5 +1,6 @@
 """`cxr <step>`: the command line that dvc.yaml stages (and people) run; plus `cxr predict`
-`cxr card` for using a registered model; `cxr stack` for the team servers."""
+`cxr card` for using a registered model; `cxr champion` to promote one by hand; `cxr stack`
+for the team servers."""
 
 from __future__ import annotations
 
@@ -74,6 +75,17 @@ def card(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def champion(cfg: Config, args: argparse.Namespace) -> int:
+    """Move the champion alias by hand, with the reason recorded on the version."""
+    from cxr_model import promotion, tracking
+
+    name = cfg.mlflow.registered_model
+    previous = promotion.promote_by_hand(tracking.client(cfg), name, args.version, args.reason)
+    print(f"{name} v{args.version} is champion (previous: {'v' + previous if previous else 'none'}); "
+          f"reason recorded on the version")
+    return 0
+
+
 def _seconds(label: str, seconds: dict[str, float]) -> str:
     return f"{label}: " + ", ".join(f"{name} {s:.1f}" for name, s in seconds.items())
 
@@ -112,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("card", help="show the model card of a registered model")
     c.add_argument("--model", help=model_help)
     c.add_argument("--json", action="store_true", help="print the card as JSON")
+    h = sub.add_parser("champion", help="make a registered version champion by hand, over the gates")
+    h.add_argument("version", help="registered version number")
+    h.add_argument("--reason", required=True, help="why (recorded on the version's promotion.reasons tag)")
     s = sub.add_parser("stack", help="team stack: PostgreSQL + MLflow server + Prefect server + worker")
     s.add_argument("action", choices=("up", "down", "status"))
     s.add_argument("--only", nargs="+", choices=("postgres", "mlflow", "prefect", "worker"),
@@ -126,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             return card(cfg, args)
         if args.command == "stack":
             return stack(cfg, args)
+        if args.command == "champion":
+            return champion(cfg, args)
         from cxr_model import steps
 
         result = steps.STEPS[args.command](cfg)

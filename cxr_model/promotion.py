@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from cxr_model.config import PromoteConfig
+from cxr_model.errors import CxrError
 
 log = logging.getLogger("cxr.promotion")
 
@@ -79,3 +80,20 @@ def apply(client: MlflowClient, name: str, version: str, decision: Decision) -> 
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promotion.decision", "promoted")
     log.info("promotion: %s version %s is now @%s", name, version, CHAMPION)
+
+
+def promote_by_hand(client: MlflowClient, name: str, version: str, reason: str) -> str | None:
+    """Make a version champion over the gates (a deliberate change of default the test split
+    would veto on seed noise alone); the reason is recorded on the version. Returns the previous
+    champion."""
+    if not reason.strip():
+        raise CxrError("a hand promotion needs a reason (--reason): it is recorded on the version")
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise CxrError(f"registered model {name!r} has no version {version}") from None
+    previous = current_champion(client, name)
+    reasons = [f"promoted by hand: {reason.strip()}",
+               f"previous champion v{previous}" if previous else "no previous champion"]
+    apply(client, name, version, Decision(True, reasons))
+    return previous

@@ -1,8 +1,9 @@
 import pytest
 
-from cxr_model import promotion
-from cxr_model.config import PromoteConfig
-from tests.conftest import mlflow_client
+from cxr_model import cli, promotion
+from cxr_model.config import PromoteConfig, load_config
+from cxr_model.errors import CxrError
+from tests.conftest import mlflow_client, write_params
 
 GATES = PromoteConfig(min_val_auc=0.95, min_val_sensitivity=0.9, max_auc_drop=0.005)
 
@@ -48,3 +49,45 @@ def test_apply_moves_the_alias_only_on_promotion(tmp_path):
     tags = client.get_model_version("m", "2").tags
     assert tags["promotion.decision"] == "rejected" and tags["promotion.reasons"] == "worse"
     assert client.get_model_version("m", "1").tags["promotion.decision"] == "promoted"
+
+
+def test_hand_promotion_overrides_a_rejection_and_records_why(tmp_path):
+    client = mlflow_client(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    client.create_registered_model("m")
+    for _ in range(2):
+        client.create_model_version("m", source=str(tmp_path))
+    promotion.apply(client, "m", "1", promotion.Decision(True, ["first"]))
+    promotion.apply(client, "m", "2", promotion.Decision(False, ["worse on test"]))
+    assert promotion.promote_by_hand(client, "m", "2", " new default ") == "1"
+    assert promotion.current_champion(client, "m") == "2"
+    tags = client.get_model_version("m", "2").tags
+    assert tags["promotion.decision"] == "promoted"
+    assert tags["promotion.reasons"] == "promoted by hand: new default; previous champion v1"
+
+
+@pytest.mark.parametrize("version, reason, message", [
+    ("7", "why", "has no version 7"),
+    ("1", "  ", "needs a reason"),
+])
+def test_hand_promotion_refuses_unknown_versions_and_missing_reasons(tmp_path, version, reason, message):
+    client = mlflow_client(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    client.create_registered_model("m")
+    client.create_model_version("m", source=str(tmp_path))
+    with pytest.raises(CxrError, match=message):
+        promotion.promote_by_hand(client, "m", version, reason)
+    assert promotion.current_champion(client, "m") is None
+
+
+def test_cli_champion_moves_the_alias_in_the_projects_store(tmp_path, capsys):
+    params = write_params(tmp_path, tmp_path / "landing")
+    cfg = load_config(params)
+    (tmp_path / "mlruns").mkdir()
+    client = mlflow_client(cfg.tracking_uri)
+    client.create_registered_model(cfg.mlflow.registered_model)
+    client.create_model_version(cfg.mlflow.registered_model, source=str(tmp_path))
+    argv = ["--params", str(params), "champion", "1", "--reason", "deliberate change of default"]
+    assert cli.main(argv) == 0
+    assert "v1 is champion (previous: none)" in capsys.readouterr().out
+    assert promotion.current_champion(client, cfg.mlflow.registered_model) == "1"
+    assert cli.main(["--params", str(params), "champion", "2", "--reason", "x"]) == 1
+    assert "has no version 2" in capsys.readouterr().err
