@@ -37,11 +37,17 @@ def test_failing_gate_blocks_even_the_first_model(kwargs, reason):
     assert not d.promote and reason in d.sentence()
 
 
-def test_apply_moves_the_alias_only_on_promotion(tmp_path):
+def registry_with_versions(tmp_path, versions: int):
+    """A throwaway registry holding model "m" with this many versions."""
     client = mlflow_client(f"sqlite:///{tmp_path / 'db.sqlite'}")
     client.create_registered_model("m")
-    for _ in range(2):
+    for _ in range(versions):
         client.create_model_version("m", source=str(tmp_path))
+    return client
+
+
+def test_apply_moves_the_alias_only_on_promotion(tmp_path):
+    client = registry_with_versions(tmp_path, 2)
     promotion.apply(client, "m", "1", promotion.Decision(True, ["first"]))
     assert promotion.current_champion(client, "m") == "1"
     promotion.apply(client, "m", "2", promotion.Decision(False, ["worse"]))
@@ -52,10 +58,7 @@ def test_apply_moves_the_alias_only_on_promotion(tmp_path):
 
 
 def test_hand_promotion_overrides_a_rejection_and_records_why(tmp_path):
-    client = mlflow_client(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    client.create_registered_model("m")
-    for _ in range(2):
-        client.create_model_version("m", source=str(tmp_path))
+    client = registry_with_versions(tmp_path, 2)
     promotion.apply(client, "m", "1", promotion.Decision(True, ["first"]))
     promotion.apply(client, "m", "2", promotion.Decision(False, ["worse on test"]))
     assert promotion.promote_by_hand(client, "m", "2", " new default ") == "1"
@@ -70,9 +73,7 @@ def test_hand_promotion_overrides_a_rejection_and_records_why(tmp_path):
     ("1", "  ", "needs a reason"),
 ])
 def test_hand_promotion_refuses_unknown_versions_and_missing_reasons(tmp_path, version, reason, message):
-    client = mlflow_client(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    client.create_registered_model("m")
-    client.create_model_version("m", source=str(tmp_path))
+    client = registry_with_versions(tmp_path, 1)
     with pytest.raises(CxrError, match=message):
         promotion.promote_by_hand(client, "m", version, reason)
     assert promotion.current_champion(client, "m") is None
