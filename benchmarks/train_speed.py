@@ -2,10 +2,13 @@
 
     python -m benchmarks.train_speed                                  # params.yaml as is
     python -m benchmarks.train_speed --precision float32 mixed_bfloat16 --size 128 160
+    python -m benchmarks.train_speed --pipeline --epochs 6           # the real input pipeline
 
 Prints training images/second (augmentation excluded, XLA as configured) and inference
 images/second for every combination, so precision and resolution can be weighed against
-the time budget before a full run.
+the time budget before a full run. With --pipeline it instead trains through the project's
+own trainer (augmentation, validation, checkpoints; random pixels) and prints every epoch's
+seconds: stalls between epochs show there and not in the steady-state figure.
 """
 
 from __future__ import annotations
@@ -49,17 +52,51 @@ def measure(cfg, size: int, precision: str, steps: int) -> tuple[float, float]:
     return train, len(x) / (time.perf_counter() - start)
 
 
+def measure_pipeline(cfg, images: int, epochs: int) -> list[float]:
+    """Seconds of every epoch of training.fit on random images, at the configured size."""
+    import tempfile
+    from pathlib import Path
+
+    from cxr_model.config import with_overrides
+    from cxr_model.preprocess import Arrays
+    from cxr_model.training import fit
+
+    cfg = with_overrides(cfg, {"train.epochs": epochs, "train.early_stopping_start": epochs,
+                               "model.ensemble": 1})
+    size, rng = cfg.preprocess.image_size, np.random.default_rng(0)
+
+    def arrays(n: int) -> Arrays:
+        x = rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8)
+        return Arrays(x, (rng.random(n) < 0.74).astype(np.int64), [])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = fit(arrays(images), arrays(max(64, images // 6)), cfg, Path(tmp) / "model.keras")
+    return result.history["seconds"].tolist()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--precision", nargs="+", help="float32 and/or mixed_bfloat16 (default: params)")
     parser.add_argument("--size", type=int, nargs="+", help="image sizes (default: params)")
     parser.add_argument("--steps", type=int, default=40, help="training batches timed per combination")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="time every epoch of the real trainer instead (augmentation included)")
+    parser.add_argument("--images", type=int, default=2000, help="--pipeline: training images")
+    parser.add_argument("--epochs", type=int, default=6, help="--pipeline: epochs")
     args = parser.parse_args(argv)
 
     from cxr_model.config import load_config
 
     cfg = load_config(args.params)
+    if args.pipeline:
+        seconds = measure_pipeline(cfg, args.images, args.epochs)
+        steady = seconds[1:]
+        print(f"{args.images} images, {cfg.preprocess.image_size} px, epochs (s): "
+              + " ".join(f"{s:.1f}" for s in seconds))
+        print(f"after the first epoch: mean {np.mean(steady):.1f} s, fastest {min(steady):.1f} s, "
+              f"{args.images / np.mean(steady):.0f} images/s")
+        return 0
     print(f"arch {cfg.model.arch}, filters {cfg.model.filters}, batch {cfg.train.batch_size}, "
           f"XLA {cfg.train.jit_compile}")
     print(f"{'size':>5} {'precision':>15} {'train img/s':>12} {'infer img/s':>12}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,15 @@ class MixUp:
         return blend(x), blend(tf.cast(y, tf.float32)), blend(tf.gather(self.weights, y))
 
 
+def fixed_pipeline() -> tf.data.Options:
+    """tf.data options without autotuning: Keras makes a new iterator every epoch, and with
+    autotuning on, closing the old one stalled up to 15 s with every core idle (every other
+    epoch took 40 s instead of 24; benchmarks/results.md, "The stall between epochs")."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 def make_datasets(
     train: Arrays, val: Arrays, cfg: Config, seed: int | None = None
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
@@ -82,7 +92,8 @@ def make_datasets(
     mixup, they carry their own loss weights: fit then passes no class weights)."""
     seed = cfg.train.seed if seed is None else seed
     augment = build_augmenter(cfg.train.augment, seed)
-    autotune = tf.data.AUTOTUNE
+    parallel = 1 if cfg.train.deterministic else max(2, os.cpu_count() or 2)
+    prefetch = 2  # batches ready ahead of the training step
 
     def augment_batch(x, y):
         return augment(tf.cast(x, tf.float32), training=True), y
@@ -97,17 +108,18 @@ def make_datasets(
         .batch(cfg.train.batch_size)
         # One augmentation thread keeps the random draws in a fixed order (reproducible runs);
         # it still overlaps with the training step through prefetch.
-        .map(augment_batch, num_parallel_calls=1 if cfg.train.deterministic else autotune)
+        .map(augment_batch, num_parallel_calls=parallel)
     )
     if cfg.train.mixup > 0:
         mix = MixUp(cfg.train.mixup, class_weights(train.y, cfg.train.class_weights), seed + 11)
-        train_ds = train_ds.map(mix, num_parallel_calls=1 if cfg.train.deterministic else autotune)
-    train_ds = train_ds.prefetch(autotune)
+        train_ds = train_ds.map(mix, num_parallel_calls=parallel)
+    train_ds = train_ds.prefetch(prefetch).with_options(fixed_pipeline())
     val_ds = (
         tf.data.Dataset.from_tensor_slices((val.x, val.y))
         .batch(max(cfg.train.batch_size, 128))
         .map(lambda x, y: (tf.cast(x, tf.float32), y))
-        .prefetch(autotune)
+        .prefetch(prefetch)
+        .with_options(fixed_pipeline())
     )
     return train_ds, val_ds
 
