@@ -130,6 +130,7 @@ class PromoteConfig:
 class RetrainConfig:
     cron: str = "0 2 * * *"
     lock_timeout_seconds: int = 3600
+    max_concurrent_runs: int = 1
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,7 @@ def _check(cfg: Config) -> None:
         (cfg.model.arch in ("plain", "residual"), "model.arch must be plain or residual"),
         (cfg.model.stem_filters >= 1, "model.stem_filters must be >= 1"),
         (1 <= cfg.model.ensemble <= 5, "model.ensemble must be 1 to 5 members"),
+        (cfg.retrain.max_concurrent_runs >= 1, "retrain.max_concurrent_runs must be >= 1"),
         (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
         (cfg.train.early_stopping_start >= 0, "train.early_stopping_start must be >= 0"),

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from cxr_model.config import Config, default_params_path, load_config
@@ -35,11 +36,16 @@ def _apply(cfg: Config, params: str, source: str | None, schedule: bool) -> str:
     relative = os.path.relpath(Path(params).resolve(), ROOT) if not source.startswith(("http", "git@")) else params
     env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "CXR_DATA") if os.environ.get(k)}
     flow = retrain_flow.from_source(source=source, entrypoint="flows/retrain.py:retrain_flow")
+    # The server holds further runs (a manual trigger during the nightly one, or a second worker
+    # machine) queued until a slot frees; the checkout's file lock only guards one machine.
+    limit = ConcurrencyLimitConfig(limit=cfg.retrain.max_concurrent_runs,
+                                   collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     # to_deployment + apply: registers the deployment only (flow.deploy() also checks for online
     # workers, which the 3.8 server rejected with fastapi >= 0.151; see constraints.txt).
     deployment = flow.to_deployment(
         name=DEPLOYMENT, work_pool_name=cfg.team.work_pool, parameters={"params": relative, "force": False},
         cron=cfg.retrain.cron if schedule else None, job_variables={"env": env} if env else None,
+        concurrency_limit=limit,
         description="Retrain on new data; promote only a version that earns it.",
     )
     return str(deployment.apply())

@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,11 @@ def _service_states(params: Path) -> list[str]:
 
 
 def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _get_list(url: str) -> list:
     with urllib.request.urlopen(url, timeout=30) as resp:
         return json.loads(resp.read())
 
@@ -81,7 +87,8 @@ def team(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def retrained_on_worker(team):
-    """Deploy the retrain flow to the pool, trigger it through the Prefect API, wait for the worker."""
+    """Deploy the retrain flow to the pool, trigger it twice at once through the Prefect API, wait
+    for the worker to finish both; the first run as the tests see it, the second beside it."""
     env, api = team["env"], team["env"]["PREFECT_API_URL"]
     # Without PREFECT_API_URL (as `make team-deploy` runs) it finds the stack's server from params.yaml.
     deploy_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
@@ -90,14 +97,19 @@ def retrained_on_worker(team):
     assert deploy.returncode == 0, deploy.stdout[-2000:] + deploy.stderr[-3000:]
     deployment = _get(f"{api}/deployments/name/cxr-retrain/retrain")
     assert deployment["work_pool_name"] == "cxr-test"
-    run = _post(f"{api}/deployments/{deployment['id']}/create_flow_run", {})
+    # A manual trigger while a retrain is on: the deployment's limit must hold it queued.
+    runs = [_post(f"{api}/deployments/{deployment['id']}/create_flow_run", {}) for _ in range(2)]
     deadline = time.time() + 600
     while True:
-        run = _get(f"{api}/flow_runs/{run['id']}")
-        if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") or time.time() > deadline:
+        runs = [_get(f"{api}/flow_runs/{run['id']}") for run in runs]
+        if all(run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for run in runs) \
+                or time.time() > deadline:
             break
         time.sleep(2)
-    return run
+    runs.sort(key=lambda run: run["start_time"] or "9")
+    history = _get_list(f"{api}/flow_run_states/?flow_run_id={runs[1]['id']}")
+    return {**runs[0], "deployment": deployment, "second": runs[1],
+            "second_states": [state["name"] for state in history]}
 
 
 def test_stack_starts_every_component_and_reports_its_start_up_time(team):
@@ -115,6 +127,18 @@ def test_a_deployment_run_triggered_on_the_server_completes_on_the_worker(team, 
     listed = subprocess.run([str(Path(sys.executable).with_name("prefect")), "deployment", "ls"], cwd=ROOT,
                             env=team["env"], capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and "cxr-retrain/retrain" in listed.stdout, listed.stderr[-2000:]
+
+
+def test_a_second_triggered_retrain_waits_queued_until_the_first_has_finished(team, retrained_on_worker):
+    first, second = retrained_on_worker, retrained_on_worker["second"]
+    deployment = retrained_on_worker["deployment"]
+    assert deployment["global_concurrency_limit"]["limit"] == team["cfg"].retrain.max_concurrent_runs == 1
+    assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    worker_log = (team["state"] / "worker.log").read_text()
+    assert second["state"]["type"] == "COMPLETED", worker_log[-3000:]  # queued, not dropped
+    assert "AwaitingConcurrencySlot" in retrained_on_worker["second_states"]  # the server held it
+    # Never two at once: the second started only after the first had ended.
+    assert datetime.fromisoformat(second["start_time"]) >= datetime.fromisoformat(first["end_time"])
 
 
 def test_run_metrics_artifacts_and_version_are_readable_through_the_rest_api(team, retrained_on_worker):
