@@ -15,6 +15,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -35,12 +36,8 @@ def _service_states(params: Path) -> list[str]:
     return [line.split()[1] for line in status.stdout.splitlines()[:4]]
 
 
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def _get_list(url: str) -> list:
+def _get(url: str) -> Any:
+    """The JSON body of a GET: an object, or a list for the listing endpoints."""
     with urllib.request.urlopen(url, timeout=30) as resp:
         return json.loads(resp.read())
 
@@ -107,7 +104,7 @@ def retrained_on_worker(team):
             break
         time.sleep(2)
     runs.sort(key=lambda run: run["start_time"] or "9")
-    history = _get_list(f"{api}/flow_run_states/?flow_run_id={runs[1]['id']}")
+    history = _get(f"{api}/flow_run_states/?flow_run_id={runs[1]['id']}")
     return {**runs[0], "deployment": deployment, "second": runs[1],
             "second_states": [state["name"] for state in history]}
 
