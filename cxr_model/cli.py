@@ -96,7 +96,15 @@ def stack(cfg: Config, args: argparse.Namespace) -> int:
 
     if args.action == "down":
         stopped = team.down(cfg)
-        print(_seconds("stop seconds", stopped) if stopped else "nothing was running")
+        if not stopped:
+            print("nothing was running")
+            return 0
+        print("stop seconds: " + ", ".join(f"{name} {s.seconds:.1f}{' (killed)' if s.killed else ''}"
+                                           for name, s in stopped.items()))
+        killed = [name for name, s in stopped.items() if s.killed]
+        if killed:
+            print(f"killed after the grace time, their shutdown unfinished: {', '.join(killed)} "
+                  f"(logs in {team.Stack(cfg).state})", file=sys.stderr)
         return 0
     if args.action == "up":
         print(_seconds("start-up seconds", team.up(cfg, args.only)))

@@ -1,10 +1,13 @@
 """Local processes and ports, shared by the flows, the team stack, benchmarks and tests:
-is a pid alive, a free loopback port, wait until a server's health URL answers."""
+start and stop a long-running service, is a pid alive, a free loopback port, wait until a
+server's health URL answers."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -49,3 +52,38 @@ def wait_http(name: str, url: str, running: Callable[[], bool], seconds: float) 
         if not running() or time.time() > deadline:
             raise CxrError(f"{name} did not come up at {url} within {seconds:.0f} s")
         time.sleep(0.5)
+
+
+def _default_interrupts() -> None:
+    # Runs in the child between fork and exec: exec keeps SIG_DFL but also keeps SIG_IGN.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
+def start_service(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start a server in its own session with SIGINT restored: a shell's background job passes SIGINT on
+    ignored, and the Prefect worker stops by sending itself SIGINT, so it would ignore SIGTERM too."""
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_default_interrupts)
+
+
+def stop_group(pid: int, seconds: float = 30) -> bool:
+    """SIGTERM the process group led by pid; SIGKILL it if the leader still runs after `seconds`.
+    True if it stopped by itself (so it could finish its shutdown), False if it had to be killed."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.time() + seconds
+    while pid_alive(pid) and time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    if not pid_alive(pid):
+        return True
+    os.killpg(pid, signal.SIGKILL)
+    return False

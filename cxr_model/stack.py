@@ -9,7 +9,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,10 +16,11 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from cxr_model.config import Config
 from cxr_model.errors import CxrError
-from cxr_model.processes import pid_alive, wait_http
+from cxr_model.processes import pid_alive, start_service, stop_group, wait_http
 
 log = logging.getLogger("cxr.stack")
 
@@ -90,9 +90,7 @@ def running_pid(stack: Stack, name: str) -> int | None:
 
 
 def _spawn(stack: Stack, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-    with open(stack.state / f"{name}.log", "ab") as out:
-        proc = subprocess.Popen(cmd, cwd=stack.cfg.root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = start_service(cmd, stack.state / f"{name}.log", stack.cfg.root, env)
     _pid_file(stack, name).write_text(str(proc.pid))
     return proc
 
@@ -105,22 +103,6 @@ def _wait_up(stack: Stack, name: str, url: str, proc: subprocess.Popen, seconds:
     except CxrError as exc:
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.is_file() else ""
         raise CxrError(f"{exc} (log {log_path}):\n{tail}") from None
-
-
-def _stop_pid(pid: int, seconds: float = 30) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.time() + seconds
-    while pid_alive(pid) and time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    if pid_alive(pid):
-        os.killpg(pid, signal.SIGKILL)
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
@@ -325,22 +307,27 @@ def up(cfg: Config, only: list[str] | None = None) -> dict[str, float]:
     return seconds
 
 
-def down(cfg: Config) -> dict[str, float]:
+class Stopped(NamedTuple):
+    seconds: float
+    killed: bool  # did not stop within the grace time, so its shutdown did not finish
+
+
+def down(cfg: Config) -> dict[str, Stopped]:
     """Stop the worker, the servers and PostgreSQL (in that order); data stays for the next up.
-    Returns the seconds each running service took to stop."""
+    Returns how each running service stopped."""
     stack = Stack(cfg)
-    stopped: dict[str, float] = {}
+    stopped: dict[str, Stopped] = {}
     for name in ("worker", "prefect", "mlflow"):
         pid = running_pid(stack, name)
         if pid:
             started = time.monotonic()
-            _stop_pid(pid)
-            stopped[name] = time.monotonic() - started
+            graceful = stop_group(pid)
+            stopped[name] = Stopped(time.monotonic() - started, not graceful)
         _pid_file(stack, name).unlink(missing_ok=True)
     if (stack.pg_dir / "data" / "PG_VERSION").is_file():
         started = time.monotonic()
         stop_postgres(stack)
-        stopped["postgres"] = time.monotonic() - started
+        stopped["postgres"] = Stopped(time.monotonic() - started, False)
     return stopped
 
 

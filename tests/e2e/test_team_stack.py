@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,8 +64,11 @@ def team(tmp_path_factory):
     raw["sweep"].update(space={"train.learning_rate": [0.001, 0.003]}, dask={"n_workers": 2})
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_config(params)
+    # Launched as a shell's background job or a CI step may be: with SIGINT ignored, which the
+    # servers would inherit (the worker then never finishes a graceful stop).
     up = subprocess.run([CXR, "--params", str(params), "stack", "up"], cwd=ROOT, env=clean_env(),
-                        capture_output=True, text=True, timeout=600)
+                        capture_output=True, text=True, timeout=600,
+                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         env = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
@@ -76,9 +80,11 @@ def team(tmp_path_factory):
                               capture_output=True, text=True, timeout=300)
         states = _service_states(params)
         shutil.rmtree(state, ignore_errors=True)
-    # Teardown checks: every service that was up is reported stopped, with its seconds.
-    stopped = dict(item.split() for item in down.stdout.strip().removeprefix("stop seconds: ").split(", "))
+    # Teardown checks: every service that was up is reported stopped, with its seconds, and none
+    # had to be killed.
+    stopped = dict(item.split(" ", 1) for item in down.stdout.strip().removeprefix("stop seconds: ").split(", "))
     assert set(stopped) == {"postgres", "mlflow", "prefect", "worker"}, down.stdout + down.stderr[-2000:]
+    assert not [name for name, how in stopped.items() if "killed" in how], down.stdout + down.stderr[-2000:]
     assert states == ["stopped"] * 4
 
 
