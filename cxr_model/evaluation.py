@@ -52,6 +52,25 @@ def ranking_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"auc": float(roc_auc_score(y, p)), "average_precision": float(average_precision_score(y, p))}
 
 
+def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict:
+    """Brier score, expected calibration error and the reliability table (equal-width bins): class
+    weights and label smoothing make the score rank well without meaning a probability."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    if not len(y):
+        return {"brier": float("nan"), "ece": float("nan"), "bins": []}
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        if not inside.any():
+            continue
+        mean_p, observed = float(p[inside].mean()), float(y[inside].mean())
+        ece += inside.sum() / len(y) * abs(mean_p - observed)
+        table.append({"low": b / bins, "high": (b + 1) / bins, "count": int(inside.sum()),
+                      "mean_predicted": mean_p, "observed": observed})
+    return {"brier": float(np.mean((p - y) ** 2)), "ece": float(ece), "bins": table}
+
+
 def roc_points(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
     """The test ROC as a table, for `dvc plots`."""
     fpr, tpr, thresholds = roc_curve(y, p)
@@ -142,5 +161,6 @@ def evaluate_predictions(
         "test_at_0_5": threshold_metrics(y_test, p_test, 0.5),
         "test_ci95": bootstrap_ci(y_test, p_test, t) if len(y_test) else {},
         "val": {**ranking_metrics(y_val, p_val), **threshold_metrics(y_val, p_val, t)},
+        "calibration": {"val": calibration(y_val, p_val), "test": calibration(y_test, p_test)},
         "counts": {"val": int(len(y_val)), "test": int(len(y_test))},
     }

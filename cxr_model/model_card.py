@@ -69,6 +69,8 @@ def build_card(
         "test_at_0_5": {k: metrics["test_at_0_5"][k] for k in ("accuracy", "sensitivity", "specificity")},
         "test_images": metrics.get("counts", {}).get("test"),
         "validation_auc": metrics["val"]["auc"],
+        "calibration": {split: {k: cal[k] for k in ("brier", "ece")}
+                        for split, cal in metrics.get("calibration", {}).items()},
         "shortcut_probes": {name: round(r["normal_ratio"], 2)
                             for name, r in metrics.get("val_probes", {}).items() if name != "as_is"},
         "limitations": LIMITATIONS,
@@ -92,6 +94,20 @@ def _probe_lines(ratios: dict[str, float]) -> list[str]:
             "sharpness, corner markers, tilt, noise, resolution or compression change, as a multiple "
             "of the unchanged films' (×1.0: no effect; large values warn that films from another "
             f"site may be over-called): {listed}.", ""]
+
+
+def _calibration_lines(cal: dict[str, dict[str, float]]) -> list[str]:
+    """Why the score must not be read as a probability."""
+    if "test" not in cal:
+        return []
+    val = cal.get("val", {})
+    beside = f" (validation {val['brier']:.3f} and {val['ece']:.3f})" if val else ""
+    return ["## Calibration",
+            f"Brier score {cal['test']['brier']:.3f} and expected calibration error {cal['test']['ece']:.3f} "
+            f"on test{beside}, 10 equal-width bins. The score ranks films; it is not the probability of "
+            "pneumonia: class weights and label smoothing shift it during training, and films from another "
+            "site shift it again (the reliability diagram, `evaluation/reliability.png`). Use the decision "
+            "threshold, not the score's value, to call a film.", ""]
 
 
 def render_markdown(card: dict) -> str:
@@ -137,6 +153,7 @@ def render_markdown(card: dict) -> str:
         f"At threshold 0.5: accuracy {_pct(at05['accuracy'])}, sensitivity {_pct(at05['sensitivity'])}, "
         f"specificity {_pct(at05['specificity'])}. Validation AUC {card['validation_auc']:.4f}.",
         "",
+        *_calibration_lines(card.get("calibration") or {}),
         *_probe_lines(card.get("shortcut_probes") or {}),
         "## Known limitations",
         *[f"- {item}" for item in card["limitations"]],

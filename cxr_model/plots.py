@@ -89,6 +89,33 @@ def precision_recall(y: np.ndarray, p: np.ndarray, path: Path, average_precision
     return _save(fig, path)
 
 
+def reliability(calibration: dict[str, dict], path: Path) -> Path:
+    """Observed share of pneumonia against the mean score per bin, one line per split, with how
+    many films each bin holds: where a score of 0.8 does not mean 80 %."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.8, 5.6), sharex=True, height_ratios=(3, 1.2))
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="calibrated")
+    width = 1.0 / max(len(cal["bins"]) for cal in calibration.values()) if calibration else 0.1
+    for i, (split, cal) in enumerate(calibration.items()):
+        rows = cal["bins"]
+        if not rows:
+            continue
+        top.plot([r["mean_predicted"] for r in rows], [r["observed"] for r in rows], marker="o",
+                 label=f"{split} (Brier {cal['brier']:.3f}, ECE {cal['ece']:.3f})")
+        offset = (i - (len(calibration) - 1) / 2) * width / (len(calibration) + 1)
+        bottom.bar([(r["low"] + r["high"]) / 2 + offset for r in rows], [r["count"] for r in rows],
+                   width=width / (len(calibration) + 1), label=split)
+    top.set_ylabel("observed share of PNEUMONIA")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left", fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.set_xlabel("model score P(pneumonia)")
+    bottom.set_ylabel("films")
+    bottom.set_yscale("log")
+    bottom.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def class_distribution(counts: pd.DataFrame, path: Path) -> Path:
     """Grouped bars: images per class in each split, with the pneumonia:normal ratio."""
     fig, ax = plt.subplots(figsize=(6, 3.8))

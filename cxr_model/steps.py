@@ -221,6 +221,7 @@ def evaluate(cfg: Config) -> dict:
         evaluation.roc_points(test.y, p_test).to_csv(lay.roc_points, index=False)
         plots.roc(test.y, p_test, t, out / "roc.png", metrics["test"]["auc"])
         plots.precision_recall(test.y, p_test, out / "precision_recall.png", metrics["test"]["average_precision"])
+    plots.reliability(metrics["calibration"], out / "reliability.png")
     plots.hardest_cases(val.x, val.y, p_val, t, out / "validation_hardest.png")
     plots.probe_scores(metrics["val_probes"], {n: label for n, (label, _) in probes.PROBES.items()},
                        out / "validation_probes.png")
@@ -261,6 +262,8 @@ def register(cfg: Config) -> dict:
             tracking.log_history(history)
         tracking.log_metric_tree("", {"test": metrics["test"], "test_at_0_5": metrics["test_at_0_5"],
                                       "val_final": metrics["val"], "val_probes": metrics.get("val_probes", {}),
+                                      "calibration": {split: {k: cal[k] for k in ("brier", "ece")}
+                                                      for split, cal in metrics.get("calibration", {}).items()},
                                       "fit": train_summary})
         mlflow.log_dict(ingest_summary, "data/manifest_summary.json")
         tracking.log_files([lay.manifest, lay.duplicates], "data")

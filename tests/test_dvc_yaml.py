@@ -27,7 +27,7 @@ def test_every_declared_output_is_a_layout_path():
     known = {str(getattr(layout, attr)) for attr in dir(Layout) if isinstance(getattr(Layout, attr), property)}
     known |= {str(p) for p in (layout.evaluate_dir / n for n in (
         "confusion_matrix.png", "confusion_matrix_at_0_5.png", "roc.png", "precision_recall.png",
-        "validation_hardest.png", "validation_probes.png"))}
+        "reliability.png", "validation_hardest.png", "validation_probes.png"))}
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage in stages.values():
         for key in ("outs", "metrics", "plots"):

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
 
 from cxr_model.config import EvaluateConfig
-from cxr_model.evaluation import choose_threshold, evaluate_predictions, ranking_metrics, threshold_metrics
+from cxr_model.evaluation import calibration, choose_threshold, evaluate_predictions, ranking_metrics, threshold_metrics
 
 
 @pytest.fixture
@@ -76,3 +77,26 @@ def test_report_uses_the_validation_threshold_on_test_and_reports_0_5_beside_it(
     assert report["test_at_0_5"]["threshold"] == 0.5
     assert report["test"]["tp"] + report["test"]["fp"] + report["test"]["tn"] + report["test"]["fn"] == 200
     assert report["counts"] == {"val": 200, "test": 200}
+
+
+def test_calibration_agrees_with_scikit_learn(scores):
+    y, p = scores
+    cal = calibration(y, p, bins=10)
+    observed, predicted = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    assert cal["brier"] == pytest.approx(skm.brier_score_loss(y, p))
+    assert [b["observed"] for b in cal["bins"]] == pytest.approx(list(observed))
+    assert [b["mean_predicted"] for b in cal["bins"]] == pytest.approx(list(predicted))
+    assert sum(b["count"] for b in cal["bins"]) == len(y)
+    weights = np.array([b["count"] for b in cal["bins"]]) / len(y)
+    assert cal["ece"] == pytest.approx(float(np.sum(weights * np.abs(observed - predicted))))
+
+
+def test_calibration_tells_a_calibrated_score_from_an_overconfident_one():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 20000)
+    y = (rng.uniform(0, 1, p.size) < p).astype(int)  # the score is the true probability
+    overconfident = np.where(p >= 0.5, 0.99, 0.01)
+    assert calibration(y, p)["ece"] < 0.02
+    assert calibration(y, overconfident)["ece"] > 0.2
+    assert calibration(y, overconfident)["brier"] > calibration(y, p)["brier"]
+    assert calibration(np.array([]), np.array([]))["bins"] == []

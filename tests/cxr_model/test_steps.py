@@ -32,8 +32,10 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg):
     test_rows = pd.read_csv(lay.manifest).query("split == 'test'")
     c = metrics["test"]
     assert c["tp"] + c["fp"] + c["tn"] + c["fn"] == len(test_rows)
-    for png in ("confusion_matrix.png", "roc.png", "precision_recall.png"):
+    for png in ("confusion_matrix.png", "roc.png", "precision_recall.png", "reliability.png"):
         assert (lay.evaluate_dir / png).is_file()
+    for split, count in (("val", metrics["counts"]["val"]), ("test", len(test_rows))):
+        assert sum(b["count"] for b in metrics["calibration"][split]["bins"]) == count
     assert lay.training_curves.is_file()
 
     reg = json.loads(lay.registration.read_text())
@@ -43,6 +45,7 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg):
     assert run.data.params["train.epochs"] == "1"
     assert run.data.tags["cxr.dataset_fingerprint"] == json.loads(lay.ingest_summary.read_text())["fingerprint"]
     assert run.data.metrics["test_auc"] == pytest.approx(c["auc"])
+    assert run.data.metrics["calibration_test_brier"] == pytest.approx(metrics["calibration"]["test"]["brier"])
     assert len(client.get_metric_history(reg["run_id"], "val_auc")) == 1  # one per epoch
     artifacts = {a.path for a in client.list_artifacts(reg["run_id"], "evaluation")}
     assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/roc.png" in artifacts

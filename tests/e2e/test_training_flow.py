@@ -34,6 +34,7 @@ def test_flow_tracks_and_registers_the_model(finished):
     logged = {a.path for folder in ("evaluation", "training", "profile")
               for a in client.list_artifacts(reg["run_id"], folder)}
     for plot in ("evaluation/confusion_matrix.png", "evaluation/roc.png", "evaluation/precision_recall.png",
+                 "evaluation/reliability.png",
                  "evaluation/validation_hardest.png", "evaluation/validation_probes.png",
                  "training/training_curves.png", "profile/class_distribution.png"):
         assert plot in logged
