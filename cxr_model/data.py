@@ -26,6 +26,7 @@ MANIFEST_COLUMNS = [
 
 _PERSON = re.compile(r"^(person\d+)_", re.IGNORECASE)
 _NORMAL = re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE)
+_TYPE = re.compile(r"^person\d+_(bacteria|virus)_", re.IGNORECASE)
 
 
 def patient_id(filename: str) -> str:
@@ -36,6 +37,13 @@ def patient_id(filename: str) -> str:
         if match:
             return match.group(1)
     return Path(name).stem
+
+
+def pneumonia_type(filename: str) -> str:
+    """"bacteria" or "virus" from the Kermany file names ("" when the name does not say): the
+    viral films are the harder half, and a total sensitivity can hide it."""
+    match = _TYPE.match(Path(filename).name)
+    return match.group(1).lower() if match else ""
 
 
 @dataclass(frozen=True)

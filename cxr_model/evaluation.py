@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+from scipy.stats import norm, rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from cxr_model.config import EvaluateConfig
@@ -149,10 +149,36 @@ def bootstrap_ci(
     return out
 
 
+def wilson_interval(k: int, n: int, level: float = 0.95) -> dict[str, float]:
+    """Interval for a proportion that stays inside [0, 1] for small groups and rates near 1."""
+    if not n:
+        return {"low": float("nan"), "high": float("nan")}
+    z = float(norm.ppf(0.5 + level / 2))
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * np.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return {"low": float(centre - half), "high": float(centre + half)}
+
+
+def by_group(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float) -> dict[str, dict]:
+    """Per group of positives (named; "" = unknown, skipped): how many, the sensitivity with its
+    Wilson interval, and the AUC of that group against every negative."""
+    y, p, groups = np.asarray(y), np.asarray(p, dtype=float), np.asarray(groups)
+    out = {}
+    for name in sorted(set(groups[y == 1]) - {""}):
+        pos = (y == 1) & (groups == name)
+        k, n = int(np.sum(p[pos] >= threshold)), int(pos.sum())
+        keep = pos | (y == 0)
+        out[str(name)] = {"count": n, "sensitivity": k / n, "sensitivity_ci95": wilson_interval(k, n),
+                          "auc": ranking_metrics(y[keep], p[keep])["auc"]}
+    return out
+
+
 def evaluate_predictions(
-    y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, cfg: EvaluateConfig
+    y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, cfg: EvaluateConfig,
+    groups_val: np.ndarray | None = None, groups_test: np.ndarray | None = None,
 ) -> dict:
-    """The metrics.json content: threshold from validation, test at it and at 0.5."""
+    """The metrics.json content: threshold from validation, test at it and at 0.5; with the
+    positives' groups (pneumonia type), sensitivity per group."""
     choice = choose_threshold(y_val, p_val, cfg)
     t = float(choice["threshold"])
     return {
@@ -162,5 +188,7 @@ def evaluate_predictions(
         "test_ci95": bootstrap_ci(y_test, p_test, t) if len(y_test) else {},
         "val": {**ranking_metrics(y_val, p_val), **threshold_metrics(y_val, p_val, t)},
         "calibration": {"val": calibration(y_val, p_val), "test": calibration(y_test, p_test)},
+        "by_type": {split: by_group(y, p, g, t) for split, y, p, g in
+                    (("val", y_val, p_val, groups_val), ("test", y_test, p_test, groups_test)) if g is not None},
         "counts": {"val": int(len(y_val)), "test": int(len(y_test))},
     }

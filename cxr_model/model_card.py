@@ -71,6 +71,7 @@ def build_card(
         "validation_auc": metrics["val"]["auc"],
         "calibration": {split: {k: cal[k] for k in ("brier", "ece")}
                         for split, cal in metrics.get("calibration", {}).items()},
+        "sensitivity_by_type": metrics.get("by_type", {}).get("test", {}),
         "shortcut_probes": {name: round(r["normal_ratio"], 2)
                             for name, r in metrics.get("val_probes", {}).items() if name != "as_is"},
         "limitations": LIMITATIONS,
@@ -108,6 +109,17 @@ def _calibration_lines(cal: dict[str, dict[str, float]]) -> list[str]:
             "pneumonia: class weights and label smoothing shift it during training, and films from another "
             "site shift it again (the reliability diagram, `evaluation/reliability.png`). Use the decision "
             "threshold, not the score's value, to call a film.", ""]
+
+
+def _type_lines(by_type: dict[str, dict]) -> list[str]:
+    """A total sensitivity can hide a pneumonia type the model misses."""
+    if not by_type:
+        return []
+    rows = [f"| {name} | {g['count']} | {_pct(g['sensitivity'])} ({_pct(g['sensitivity_ci95']['low'])} – "
+            f"{_pct(g['sensitivity_ci95']['high'])}) | {g['auc']:.3f} |" for name, g in by_type.items()]
+    return ["## Sensitivity by pneumonia type (test, at the threshold above)",
+            "| type | films | sensitivity (Wilson 95 % CI) | AUC against every NORMAL film |",
+            "| --- | --- | --- | --- |", *rows, ""]
 
 
 def render_markdown(card: dict) -> str:
@@ -153,6 +165,7 @@ def render_markdown(card: dict) -> str:
         f"At threshold 0.5: accuracy {_pct(at05['accuracy'])}, sensitivity {_pct(at05['sensitivity'])}, "
         f"specificity {_pct(at05['specificity'])}. Validation AUC {card['validation_auc']:.4f}.",
         "",
+        *_type_lines(card.get("sensitivity_by_type") or {}),
         *_calibration_lines(card.get("calibration") or {}),
         *_probe_lines(card.get("shortcut_probes") or {}),
         "## Known limitations",

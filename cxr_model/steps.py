@@ -196,7 +196,7 @@ def train(cfg: Config) -> dict:
 @step("evaluate")
 def evaluate(cfg: Config) -> dict:
     """Threshold from validation, then one scoring of the test split, with plots."""
-    from cxr_model import evaluation, plots, probes, training
+    from cxr_model import data, evaluation, plots, probes, training
     from cxr_model.data import LABELS
     from cxr_model.model import keras
 
@@ -205,7 +205,8 @@ def evaluate(cfg: Config) -> dict:
     model = keras.models.load_model(lay.model, compile=False)
     val, test = arrays["val"], arrays["test"]
     p_val, p_test = training.predict(model, val.x), training.predict(model, test.x)
-    metrics = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate)
+    types_val, types_test = (np.array([data.pneumonia_type(path) for path in a.paths]) for a in (val, test))
+    metrics = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate, types_val, types_test)
     # Validation only: shortcuts that would cost specificity on another site's films.
     metrics["val_probes"] = probes.run_probes(lambda x: training.predict(model, x), val.x, val.y, p_val)
     _write_json(lay.metrics, metrics)
@@ -264,6 +265,7 @@ def register(cfg: Config) -> dict:
                                       "val_final": metrics["val"], "val_probes": metrics.get("val_probes", {}),
                                       "calibration": {split: {k: cal[k] for k in ("brier", "ece")}
                                                       for split, cal in metrics.get("calibration", {}).items()},
+                                      "by_type": metrics.get("by_type", {}),
                                       "fit": train_summary})
         mlflow.log_dict(ingest_summary, "data/manifest_summary.json")
         tracking.log_files([lay.manifest, lay.duplicates], "data")

@@ -37,7 +37,7 @@ def normal_name(patient: int, image: int) -> str:
 
 
 def pneumonia_name(patient: int, image: int) -> str:
-    return f"person{patient}_bacteria_{image}.jpeg"
+    return f"person{patient}_{'virus' if patient % 3 == 0 else 'bacteria'}_{image}.jpeg"
 
 
 def mlflow_client(uri: str):

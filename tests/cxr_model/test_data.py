@@ -27,6 +27,13 @@ def test_patient_id_from_kermany_names(name, patient):
     assert data.patient_id(f"train/X/{name}") == patient
 
 
+@pytest.mark.parametrize("name, kind", [("person1411_bacteria_3591.jpeg", "bacteria"),
+                                        ("PERSON512_Virus_1029.jpeg", "virus"),
+                                        ("IM-0604-0001.jpeg", ""), ("person3_scan.png", "")])
+def test_pneumonia_type_from_kermany_names(name, kind):
+    assert data.pneumonia_type(f"test/PNEUMONIA/{name}") == kind
+
+
 def test_manifest_has_one_row_per_image_with_all_facts(dataset):
     manifest, duplicates = _manifest(dataset)
     assert len(manifest) == 2 * (12 + 12) * 1 + 2 * (5 + 5)  # 2 images per patient

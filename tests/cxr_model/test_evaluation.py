@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 from sklearn import metrics as skm
+from scipy.stats import binomtest
 from sklearn.calibration import calibration_curve
 
 from cxr_model.config import EvaluateConfig
-from cxr_model.evaluation import calibration, choose_threshold, evaluate_predictions, ranking_metrics, threshold_metrics
+from cxr_model.evaluation import by_group, calibration, choose_threshold, wilson_interval, evaluate_predictions, ranking_metrics, threshold_metrics
 
 
 @pytest.fixture
@@ -100,3 +101,25 @@ def test_calibration_tells_a_calibrated_score_from_an_overconfident_one():
     assert calibration(y, overconfident)["ece"] > 0.2
     assert calibration(y, overconfident)["brier"] > calibration(y, p)["brier"]
     assert calibration(np.array([]), np.array([]))["bins"] == []
+
+
+@pytest.mark.parametrize("k,n", [(0, 12), (9, 12), (12, 12), (140, 148), (241, 242)])
+def test_wilson_interval_agrees_with_scipy(k, n):
+    expected = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    got = wilson_interval(k, n)
+    assert (got["low"], got["high"]) == pytest.approx((expected.low, expected.high), abs=1e-9)
+
+
+def test_sensitivity_and_auc_per_group_of_positives(scores):
+    y, p = scores
+    groups = np.where(y == 1, np.where(np.arange(len(y)) % 3 == 0, "virus", "bacteria"), "")
+    groups[np.flatnonzero(y == 1)[:5]] = ""  # positives whose type is unknown are left out
+    out = by_group(y, p, groups, 0.5)
+    assert set(out) == {"bacteria", "virus"}
+    for name, g in out.items():
+        pos = (y == 1) & (groups == name)
+        assert g["count"] == pos.sum()
+        assert g["sensitivity"] == pytest.approx(skm.recall_score(y[pos], p[pos] >= 0.5))
+        keep = pos | (y == 0)
+        assert g["auc"] == pytest.approx(skm.roc_auc_score(y[keep], p[keep]))
+        assert g["sensitivity_ci95"]["low"] < g["sensitivity"] < g["sensitivity_ci95"]["high"]

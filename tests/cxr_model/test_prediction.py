@@ -132,4 +132,5 @@ def test_model_card_travels_with_the_version(project, capsys):
     assert "Shortcut probes (validation films)" in md and "corners blacked out ×" in md
     assert card["calibration"]["test"]["brier"] == pytest.approx(metrics["calibration"]["test"]["brier"])
     assert f"Brier score {metrics['calibration']['test']['brier']:.3f}" in md
+    assert card["sensitivity_by_type"] == metrics["by_type"]["test"] and "| virus |" in md
     assert "bootstrap 95 % CI" in md and f"version {json.loads(cfg.layout.registration.read_text())['version']}" in md

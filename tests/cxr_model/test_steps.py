@@ -36,6 +36,9 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg):
         assert (lay.evaluate_dir / png).is_file()
     for split, count in (("val", metrics["counts"]["val"]), ("test", len(test_rows))):
         assert sum(b["count"] for b in metrics["calibration"][split]["bins"]) == count
+    by_type = metrics["by_type"]["test"]  # the synthetic names carry both types
+    assert set(by_type) == {"bacteria", "virus"}
+    assert sum(g["count"] for g in by_type.values()) == (test_rows["label"] == "PNEUMONIA").sum()
     assert lay.training_curves.is_file()
 
     reg = json.loads(lay.registration.read_text())
@@ -46,6 +49,7 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg):
     assert run.data.tags["cxr.dataset_fingerprint"] == json.loads(lay.ingest_summary.read_text())["fingerprint"]
     assert run.data.metrics["test_auc"] == pytest.approx(c["auc"])
     assert run.data.metrics["calibration_test_brier"] == pytest.approx(metrics["calibration"]["test"]["brier"])
+    assert run.data.metrics["by_type_test_virus_sensitivity"] == pytest.approx(by_type["virus"]["sensitivity"])
     assert len(client.get_metric_history(reg["run_id"], "val_auc")) == 1  # one per epoch
     artifacts = {a.path for a in client.list_artifacts(reg["run_id"], "evaluation")}
     assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/roc.png" in artifacts
