@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 
 from cxr_model import plots
-from cxr_model.data import LABELS, SPLITS
+from cxr_model.data import LABELS, SPLITS, pneumonia_type
 
 
 def counts_table(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Images per split (rows) and label (columns), with totals and the pneumonia share."""
+    """Images per split (rows) and label (columns), with totals, the pneumonia share and, where the
+    file names tell, pneumonia films per type (a split short of viral films would flatter the model)."""
     table = (
         manifest.groupby(["split", "label"]).size().unstack(fill_value=0)
         .reindex(index=list(SPLITS), columns=list(LABELS), fill_value=0)
@@ -20,6 +21,9 @@ def counts_table(manifest: pd.DataFrame) -> pd.DataFrame:
     table["total"] = table.sum(axis=1)
     table["pneumonia_share"] = (table[LABELS[1]] / table["total"].where(table["total"] > 0)).round(4)
     table["patients"] = manifest.groupby("split")["patient_id"].nunique().reindex(list(SPLITS), fill_value=0)
+    kinds = manifest["path"].map(pneumonia_type).where(manifest["label"] == LABELS[1], "")
+    for kind in sorted(set(kinds) - {""}):
+        table[f"pneumonia_{kind}"] = (kinds == kind).groupby(manifest["split"]).sum().reindex(list(SPLITS), fill_value=0)
     return table
 
 

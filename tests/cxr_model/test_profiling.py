@@ -12,6 +12,12 @@ def test_counts_table(dataset):
     assert table["total"].sum() == len(manifest)
     assert table.loc["test", "pneumonia_share"] == 0.5
     assert table.loc["train", "patients"] == manifest[manifest["split"] == "train"]["patient_id"].nunique()
+    pneumonia = manifest[manifest["label"] == "PNEUMONIA"]
+    for split in ("train", "val", "test"):
+        names = pneumonia.loc[pneumonia["split"] == split, "path"]
+        assert table.loc[split, "pneumonia_virus"] == names.str.contains("_virus_").sum()
+        assert table.loc[split, "pneumonia_virus"] + table.loc[split, "pneumonia_bacteria"] == len(names)
+    assert table["pneumonia_virus"].sum() > 0 and table["pneumonia_bacteria"].sum() > 0
 
 
 def test_duplicate_groups_collect_every_dropped_copy():
