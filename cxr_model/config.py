@@ -38,6 +38,7 @@ class ValidateConfig:
     min_images_per_class: int = 20
     pneumonia_share: tuple[float, ...] = (0.3, 0.85)
     allowed_modes: tuple[str, ...] = ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "I;16", "I", "F")
+    near_copy_correlation: float = 0.99
     max_examples: int = 10
 
 
@@ -304,6 +305,7 @@ def _check(cfg: Config) -> None:
     """Range checks that the types alone cannot express."""
     rules = [
         (0.0 < cfg.data.val_fraction < 0.5, "data.val_fraction must be in (0, 0.5)"),
+        (0.0 < cfg.validate.near_copy_correlation <= 1.0, "validate.near_copy_correlation must be in (0, 1]"),
         (len(cfg.validate.pneumonia_share) == 2 and 0 <= cfg.validate.pneumonia_share[0]
          < cfg.validate.pneumonia_share[1] <= 1, "validate.pneumonia_share must be [low, high] in [0, 1]"),
         (cfg.validate.min_images_per_class >= 1, "validate.min_images_per_class must be >= 1"),

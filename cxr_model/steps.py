@@ -120,13 +120,25 @@ def ingest(cfg: Config) -> dict:
     return summary
 
 
+def _readable_pixels(cfg: Config, manifest: pd.DataFrame) -> np.ndarray:
+    """The decoded films of the manifest's readable rows, in order (decoded once, then cached)."""
+    from cxr_model import preprocess
+
+    readable = manifest[manifest["error"] == ""].reset_index(drop=True)
+    return preprocess.decoded_pixels(
+        readable, cfg.data_source, cfg.preprocess.image_size, cfg.data.max_image_pixels, cfg.layout.cache_dir
+    )
+
+
 @step("validate")
 def validate(cfg: Config) -> dict:
-    """Run the Great Expectations suite; raise ValidationFailed on any critical rule."""
+    """Run the Great Expectations suite; raise ValidationFailed on any critical rule. Decodes the
+    films once into the array cache that profile and train read."""
     from cxr_model import data, validation
 
     manifest = data.read_manifest(cfg.layout.manifest)
-    summary = validation.validate_manifest(manifest, cfg.validate, cfg.layout.validation_dir)
+    summary = validation.validate_manifest(manifest, cfg.validate, cfg.layout.validation_dir,
+                                           _readable_pixels(cfg, manifest))
     if not summary["success"]:
         raise ValidationFailed(validation.failure_message(summary))
     log.info("validate: all critical rules passed (%d warning(s)); data docs: %s",
@@ -137,16 +149,14 @@ def validate(cfg: Config) -> dict:
 @step("profile")
 def profile(cfg: Config) -> dict:
     """Counts, sizes, intensities, sample images and duplicate groups per split and class."""
-    from cxr_model import data, preprocess, profiling
+    from cxr_model import data, profiling
 
     lay = cfg.layout
     manifest = data.read_manifest(lay.manifest)
     duplicates = pd.read_csv(lay.duplicates, keep_default_na=False)
     readable = manifest[manifest["error"] == ""].reset_index(drop=True)
-    pixels = preprocess.decoded_pixels(
-        readable, cfg.data_source, cfg.preprocess.image_size, cfg.data.max_image_pixels, lay.cache_dir
-    )
-    files = profiling.write_profile(readable, duplicates, pixels, lay.profile_dir, seed=cfg.data.seed)
+    files = profiling.write_profile(readable, duplicates, _readable_pixels(cfg, manifest), lay.profile_dir,
+                                    seed=cfg.data.seed)
     log.info("profile:\n%s", files["counts_md"].read_text())
     return {"files": [str(p) for p in files.values()]}
 

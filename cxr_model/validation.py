@@ -8,8 +8,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from cxr_model import similarity
 from cxr_model.config import ValidateConfig
 from cxr_model.data import LABELS, SPLITS
 
@@ -32,9 +34,19 @@ class Rule:
     expectation: gx.expectations.Expectation
 
 
-def image_facts(manifest: pd.DataFrame) -> pd.DataFrame:
-    """The manifest plus the per-image columns the rules look at."""
+def image_facts(manifest: pd.DataFrame, pixels: np.ndarray | None = None, near_copy: float = 1.0) -> pd.DataFrame:
+    """The manifest plus the per-image columns the rules look at; with the decoded films of its
+    readable rows (in order), each film's closest correlation with a film of another split."""
     facts = manifest.copy()
+    if pixels is not None:
+        readable = np.flatnonzero((facts["error"] == "").to_numpy())
+        best, where = similarity.nearest_in_other_splits(pixels, facts["split"].to_numpy()[readable])
+        facts["near_copy_correlation"] = 0.0
+        facts.loc[facts.index[readable], "near_copy_correlation"] = best.astype(float)
+        paths = facts["path"].to_numpy()[readable]
+        facts["near_copy_of"] = ""
+        copies = readable[best >= near_copy]
+        facts.loc[facts.index[copies], "near_copy_of"] = paths[where[best >= near_copy]]
     facts["decodes"] = facts["error"] == ""
     short = facts[["width", "height"]].min(axis=1)
     facts["min_side"] = short
@@ -60,10 +72,15 @@ def class_table(manifest: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rules(cfg: ValidateConfig) -> list[Rule]:
-    """The expectation suite, built from params.yaml so bounds live with the other knobs."""
+def rules(cfg: ValidateConfig, films: bool = True) -> list[Rule]:
+    """The expectation suite, built from params.yaml so bounds live with the other knobs (the
+    near-copy rule needs the decoded films)."""
     E = gx.expectations
     lo, hi = cfg.pneumonia_share
+    near_copy = [Rule("images", CRITICAL, "no film is a near copy of a film in another split (thumbnail "
+                      f"correlation below {cfg.near_copy_correlation})",
+                      E.ExpectColumnValuesToBeBetween(column="near_copy_correlation",
+                                                      max_value=cfg.near_copy_correlation, strict_max=True))]
     return [
         Rule("images", CRITICAL, "every image path is present",
              E.ExpectColumnValuesToNotBeNull(column="path")),
@@ -91,6 +108,7 @@ def rules(cfg: ValidateConfig) -> list[Rule]:
              E.ExpectColumnValuesToBeBetween(column="hash_splits", max_value=1)),
         Rule("images", CRITICAL, "no patient has images in both train and val",
              E.ExpectColumnValuesToBeBetween(column="patient_train_val_splits", max_value=1)),
+        *(near_copy if films else []),
         Rule("classes", CRITICAL, f"every split holds at least {cfg.min_images_per_class} images per class",
              E.ExpectColumnValuesToBeBetween(column="images", min_value=cfg.min_images_per_class)),
         Rule("classes", CRITICAL, f"the pneumonia share of every split is within [{lo}, {hi}]",
@@ -132,22 +150,25 @@ def _offenders(result, facts: pd.DataFrame, limit: int) -> tuple[int, list[str]]
     info = result.result or {}
     count = int(info.get("unexpected_count") or 0)
     errors = dict(zip(facts["path"], facts["error"])) if "error" in facts else {}
+    copies = dict(zip(facts["path"], facts["near_copy_of"])) if "near_copy_of" in facts else {}
     examples = []
     for row in (info.get("unexpected_index_list") or [])[:limit]:
         path = row.get("path") if isinstance(row, dict) else str(row)
-        reason = errors.get(path, "")
+        reason = errors.get(path, "") or (f"near copy of {copies[path]}" if copies.get(path) else "")
         examples.append(f"{path} ({reason})" if reason else str(path))
     return count, examples
 
 
-def validate_manifest(manifest: pd.DataFrame, cfg: ValidateConfig, out_dir: Path) -> dict:
-    """Run the suite, write result.json and Data Docs under out_dir, and return the summary."""
+def validate_manifest(manifest: pd.DataFrame, cfg: ValidateConfig, out_dir: Path,
+                      pixels: np.ndarray | None = None) -> dict:
+    """Run the suite, write result.json and Data Docs under out_dir, and return the summary;
+    `pixels`: the decoded films of the manifest's readable rows, in order (for the near-copy rule)."""
     context = _context(out_dir)
-    facts = image_facts(manifest)
+    facts = image_facts(manifest, pixels, cfg.near_copy_correlation)
     tables = {"images": facts, "classes": class_table(manifest)}
     checks = []
     for table, frame in tables.items():
-        table_rules = [r for r in rules(cfg) if r.table == table]
+        table_rules = [r for r in rules(cfg, films=pixels is not None) if r.table == table]
         result = _run_table(context, table, frame, table_rules)
         for res in result.results:
             meta = res.expectation_config.meta or {}

@@ -52,6 +52,14 @@ def _rgba(dataset: Path) -> None:
     synthetic_xray(902, "NORMAL").convert("RGBA").save(dataset / f"{NEW}.png")
 
 
+def _reexport(dataset: Path) -> None:
+    """A test film exported again into train: other gamma, other JPEG quality, so another sha256."""
+    film = Image.open(dataset / "test" / "NORMAL" / normal_name(1, 1)).point(lambda v: 255 * (v / 255) ** 0.9)
+    buf = io.BytesIO()
+    film.save(buf, format="JPEG", quality=85)  # lower qualities blur the synthetic films' pixel noise away
+    _write(dataset, f"{NEW}.jpeg", buf.getvalue())
+
+
 CRITICAL = {
     "corrupt jpeg": (lambda d: _write(d, f"{NEW}.jpeg", _jpeg(synthetic_xray(1, "NORMAL"))[:300]),
                      "every file decodes as an image", f"{NEW}.jpeg (cannot decode"),
@@ -61,6 +69,8 @@ CRITICAL = {
                          "every file decodes as an image", f"{NEW}.jpeg (cannot decode"),
     "decompression bomb": (lambda d: _write(d, f"{NEW}.png", _bomb_png(40_000, 40_000)),
                            "every file decodes as an image", f"{NEW}.png (decompression-bomb guard"),
+    "test film re-exported into train": (_reexport, "is a near copy of a film in another split",
+                                         f"{NEW}.jpeg (near copy of test/NORMAL/{normal_name(1, 1)})"),
     "empty class folder": (lambda d: [p.unlink() for p in (d / "test" / "NORMAL").iterdir()],
                            "every split holds at least 2 images per class", "test/NORMAL"),
 }
