@@ -23,7 +23,8 @@ def counts_table(manifest: pd.DataFrame) -> pd.DataFrame:
     table["patients"] = manifest.groupby("split")["patient_id"].nunique().reindex(list(SPLITS), fill_value=0)
     kinds = manifest["path"].map(pneumonia_type).where(manifest["label"] == LABELS[1], "")
     for kind in sorted(set(kinds) - {""}):
-        table[f"pneumonia_{kind}"] = (kinds == kind).groupby(manifest["split"]).sum().reindex(list(SPLITS), fill_value=0)
+        per_split = (kinds == kind).groupby(manifest["split"]).sum()
+        table[f"pneumonia_{kind}"] = per_split.reindex(list(SPLITS), fill_value=0)
     return table
 
 

@@ -34,19 +34,19 @@ class Rule:
     expectation: gx.expectations.Expectation
 
 
-def image_facts(manifest: pd.DataFrame, pixels: np.ndarray | None = None, near_copy: float = 1.0) -> pd.DataFrame:
+def image_facts(manifest: pd.DataFrame, pixels: np.ndarray | None = None,
+                near_copy: float = 1.0) -> pd.DataFrame:
     """The manifest plus the per-image columns the rules look at; with the decoded films of its
     readable rows (in order), each film's closest correlation with a film of another split."""
     facts = manifest.copy()
     if pixels is not None:
-        readable = np.flatnonzero((facts["error"] == "").to_numpy())
-        best, where = similarity.nearest_in_other_splits(pixels, facts["split"].to_numpy()[readable])
+        rows = facts.index[facts["error"] == ""]  # the films in `pixels`, in order
+        best, where = similarity.nearest_in_other_splits(pixels, facts.loc[rows, "split"].to_numpy())
+        copy = best >= near_copy
         facts["near_copy_correlation"] = 0.0
-        facts.loc[facts.index[readable], "near_copy_correlation"] = best.astype(float)
-        paths = facts["path"].to_numpy()[readable]
+        facts.loc[rows, "near_copy_correlation"] = best.astype(float)
         facts["near_copy_of"] = ""
-        copies = readable[best >= near_copy]
-        facts.loc[facts.index[copies], "near_copy_of"] = paths[where[best >= near_copy]]
+        facts.loc[rows[copy], "near_copy_of"] = facts.loc[rows, "path"].to_numpy()[where[copy]]
     facts["decodes"] = facts["error"] == ""
     short = facts[["width", "height"]].min(axis=1)
     facts["min_side"] = short
