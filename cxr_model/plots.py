@@ -109,7 +109,7 @@ def reliability(calibration: dict[str, dict], path: Path) -> Path:
     top.set_ylim(0, 1)
     top.legend(loc="upper left", fontsize=8)
     top.grid(alpha=0.3)
-    bottom.set_xlabel("model score (threshold-based calls; not a calibrated probability)")
+    bottom.set_xlabel("model score (not a calibrated probability)")
     bottom.set_ylabel("films")
     bottom.set_yscale("log")
     bottom.grid(alpha=0.3)
