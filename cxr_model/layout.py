@@ -34,6 +34,14 @@ class Layout:
     def validation_result(self) -> Path:
         return self.validation_dir / "result.json"
 
+    @property
+    def closest_pairs(self) -> Path:
+        return self.validation_dir / "closest_pairs.csv"
+
+    @property
+    def closest_pairs_png(self) -> Path:
+        return self.validation_dir / "closest_pairs.png"
+
     # profile
     @property
     def profile_dir(self) -> Path:

@@ -193,6 +193,23 @@ def sample_grid(manifest: pd.DataFrame, pixels: np.ndarray, path: Path, per_clas
     return _save(fig, path)
 
 
+def closest_pairs(pairs: pd.DataFrame, films: dict[str, np.ndarray], limit: float, path: Path) -> Path:
+    """The most alike films of different splits side by side, so a person can judge whether the
+    near-copy rule's line sits right (a copy looks identical; distinct films merely similar)."""
+    n = max(1, len(pairs))
+    fig, axes = plt.subplots(n, 2, figsize=(4.4, 2.3 * n), squeeze=False)
+    for r, row in enumerate(pairs.itertuples()):
+        flagged = " — NEAR COPY" if row.correlation >= limit else ""
+        for c, (rel, split) in enumerate(((row.path, row.split), (row.other_path, row.other_split))):
+            axes[r, c].imshow(films[rel].squeeze(), cmap="gray", vmin=0, vmax=255)
+            axes[r, c].set_title(f"{split}: {Path(rel).name}", fontsize=7)
+        axes[r, 0].text(0, -0.1, f"correlation {row.correlation:.3f} (a near copy from {limit}){flagged}",
+                        fontsize=7, transform=axes[r, 0].transAxes, color="red" if flagged else "black")
+    for ax in axes.ravel():
+        ax.axis("off")
+    return _save(fig, path)
+
+
 def hardest_indices(y: np.ndarray, p: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the highest-scored NORMAL and the lowest-scored PNEUMONIA images, worst first."""
     normal, pneumonia = np.flatnonzero(y == 0), np.flatnonzero(y == 1)

@@ -279,8 +279,8 @@ def register(cfg: Config) -> dict:
                                       "fit": train_summary})
         mlflow.log_dict(ingest_summary, "data/manifest_summary.json")
         tracking.log_files([lay.manifest, lay.duplicates], "data")
-        tracking.log_files([lay.validation_result, lay.validation_dir / "gx" / "uncommitted" / "data_docs"],
-                           "validation")
+        tracking.log_files([lay.validation_result, lay.closest_pairs, lay.closest_pairs_png,
+                            lay.validation_dir / "gx" / "uncommitted" / "data_docs"], "validation")
         tracking.log_files([lay.profile_dir], "")
         tracking.log_files([lay.history, lay.training_curves, lay.train_summary], "training")
         tracking.log_files([lay.metrics, lay.predictions, *sorted(lay.evaluate_dir.glob("*.png"))], "evaluation")

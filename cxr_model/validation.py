@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_model import similarity
+from cxr_model import plots, similarity
 from cxr_model.config import ValidateConfig
 from cxr_model.data import LABELS, SPLITS
 
@@ -42,11 +42,13 @@ def image_facts(manifest: pd.DataFrame, pixels: np.ndarray | None = None,
     if pixels is not None:
         rows = facts.index[facts["error"] == ""]  # the films in `pixels`, in order
         best, where = similarity.nearest_in_other_splits(pixels, facts.loc[rows, "split"].to_numpy())
-        copy = best >= near_copy
         facts["near_copy_correlation"] = 0.0
         facts.loc[rows, "near_copy_correlation"] = best.astype(float)
-        facts["near_copy_of"] = ""
-        facts.loc[rows[copy], "near_copy_of"] = facts.loc[rows, "path"].to_numpy()[where[copy]]
+        found = where >= 0
+        facts["nearest_other_split"] = ""
+        facts.loc[rows[found], "nearest_other_split"] = facts.loc[rows, "path"].to_numpy()[where[found]]
+        copy = facts["near_copy_correlation"] >= near_copy
+        facts["near_copy_of"] = facts["nearest_other_split"].where(copy, "")
     facts["decodes"] = facts["error"] == ""
     short = facts[["width", "height"]].min(axis=1)
     facts["min_side"] = short
@@ -56,6 +58,21 @@ def image_facts(manifest: pd.DataFrame, pixels: np.ndarray | None = None,
     per_patient = facts[train_val].groupby("patient_id")["split"].nunique()
     facts["patient_train_val_splits"] = facts["patient_id"].map(per_patient).where(train_val, 0).astype(int)
     return facts
+
+
+def closest_pairs(facts: pd.DataFrame, k: int = 8) -> pd.DataFrame:
+    """The k most alike pairs of films in different splits, most alike first: what the near-copy
+    rule judged, to look at (a pair is listed once)."""
+    if "nearest_other_split" not in facts:
+        return pd.DataFrame(columns=["correlation", "path", "split", "other_path", "other_split"])
+    split = dict(zip(facts["path"], facts["split"]))
+    pairs = facts.loc[facts["nearest_other_split"] != "", ["near_copy_correlation", "path", "nearest_other_split"]]
+    pairs = pairs.assign(key=[tuple(sorted(p)) for p in zip(pairs["path"], pairs["nearest_other_split"])])
+    pairs = pairs.sort_values("near_copy_correlation", ascending=False).drop_duplicates("key").head(k)
+    return pd.DataFrame({"correlation": pairs["near_copy_correlation"].round(4).to_numpy(),
+                         "path": pairs["path"].to_numpy(), "split": pairs["path"].map(split).to_numpy(),
+                         "other_path": pairs["nearest_other_split"].to_numpy(),
+                         "other_split": pairs["nearest_other_split"].map(split).to_numpy()})
 
 
 def class_table(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -165,6 +182,11 @@ def validate_manifest(manifest: pd.DataFrame, cfg: ValidateConfig, out_dir: Path
     `pixels`: the decoded films of the manifest's readable rows, in order (for the near-copy rule)."""
     context = _context(out_dir)
     facts = image_facts(manifest, pixels, cfg.near_copy_correlation)
+    if pixels is not None:
+        pairs = closest_pairs(facts)
+        pairs.to_csv(out_dir / "closest_pairs.csv", index=False)
+        films = dict(zip(facts.loc[facts["error"] == "", "path"], pixels))
+        plots.closest_pairs(pairs, films, cfg.near_copy_correlation, out_dir / "closest_pairs.png")
     tables = {"images": facts, "classes": class_table(manifest)}
     checks = []
     for table, frame in tables.items():

@@ -149,3 +149,18 @@ def test_one_patient_across_train_and_source_val_ends_on_one_side(cfg, dataset):
     assert len(pool[pool["patient_id"] == "person3"]) == 3
     assert pool.loc[pool["patient_id"] == "person3", "split"].nunique() == 1
     assert steps.validate(cfg)["success"]
+
+
+def test_the_closest_pairs_across_splits_are_shown_with_the_copy_first(cfg, dataset):
+    _reexport(dataset)
+    steps.ingest(cfg)
+    with pytest.raises(ValidationFailed):
+        steps.validate(cfg)
+    pairs = pd.read_csv(cfg.layout.closest_pairs)
+    first = pairs.iloc[0]
+    assert {first["path"], first["other_path"]} == {f"{NEW}.jpeg", f"test/NORMAL/{normal_name(1, 1)}"}
+    assert first["correlation"] >= cfg.validate.near_copy_correlation > pairs["correlation"].iloc[1]
+    assert first["other_split" if first["path"] == f"{NEW}.jpeg" else "split"] == "test"
+    assert len(pairs) == len({frozenset(p) for p in zip(pairs["path"], pairs["other_path"])})  # each pair once
+    assert (pairs["split"] != pairs["other_split"]).all()
+    assert cfg.layout.closest_pairs_png.stat().st_size > 0

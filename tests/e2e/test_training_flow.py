@@ -31,12 +31,12 @@ def test_flow_tracks_and_registers_the_model(finished):
     for name in ("test_auc", "test_accuracy", "test_sensitivity", "test_specificity", "test_at_0_5_accuracy",
                  "val_probes_contrast_60_normal_ratio", "val_probes_corners_masked_auc"):
         assert name in run.data.metrics
-    logged = {a.path for folder in ("evaluation", "training", "profile")
+    logged = {a.path for folder in ("evaluation", "training", "profile", "validation")
               for a in client.list_artifacts(reg["run_id"], folder)}
     for plot in ("evaluation/confusion_matrix.png", "evaluation/roc.png", "evaluation/precision_recall.png",
                  "evaluation/reliability.png",
                  "evaluation/validation_hardest.png", "evaluation/validation_probes.png",
-                 "training/training_curves.png", "profile/class_distribution.png"):
+                 "training/training_curves.png", "profile/class_distribution.png", "validation/closest_pairs.png"):
         assert plot in logged
     version = client.get_model_version("cxr-pneumonia", reg["version"])
     assert version.run_id == reg["run_id"] and "threshold" in version.tags
