@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm, rankdata
+from scipy.stats import binomtest, rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from cxr_model.config import EvaluateConfig
@@ -153,10 +153,8 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> dict[str, float]:
     """Interval for a proportion that stays inside [0, 1] for small groups and rates near 1."""
     if not n:
         return {"low": float("nan"), "high": float("nan")}
-    z = float(norm.ppf(0.5 + level / 2))
-    centre = (k + z * z / 2) / (n + z * z)
-    half = z * np.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
-    return {"low": float(centre - half), "high": float(centre + half)}
+    ci = binomtest(k, n).proportion_ci(level, method="wilson")
+    return {"low": float(ci.low), "high": float(ci.high)}
 
 
 def by_group(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float) -> dict[str, dict]:

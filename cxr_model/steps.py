@@ -134,11 +134,18 @@ def _readable_pixels(cfg: Config, manifest: pd.DataFrame) -> np.ndarray:
 def validate(cfg: Config) -> dict:
     """Run the Great Expectations suite; raise ValidationFailed on any critical rule. Decodes the
     films once into the array cache that profile and train read."""
-    from cxr_model import data, validation
+    from cxr_model import data, plots, validation
 
-    manifest = data.read_manifest(cfg.layout.manifest)
-    summary = validation.validate_manifest(manifest, cfg.validate, cfg.layout.validation_dir,
-                                           _readable_pixels(cfg, manifest))
+    lay = cfg.layout
+    manifest = data.read_manifest(lay.manifest)
+    pixels = _readable_pixels(cfg, manifest)
+    near = validation.near_copies(manifest, pixels, cfg.validate.near_copy_correlation)
+    summary = validation.validate_manifest(manifest, cfg.validate, lay.validation_dir, near)
+    # The rule's evidence, to look at, whether it passed or not.
+    pairs = validation.closest_pairs(manifest, near)
+    pairs.to_csv(lay.closest_pairs, index=False)
+    films = dict(zip(manifest.loc[manifest["error"] == "", "path"], pixels))
+    plots.closest_pairs(pairs, films, cfg.validate.near_copy_correlation, lay.closest_pairs_png)
     if not summary["success"]:
         raise ValidationFailed(validation.failure_message(summary))
     log.info("validate: all critical rules passed (%d warning(s)); data docs: %s",

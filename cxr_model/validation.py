@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_model import plots, similarity
+from cxr_model import similarity
 from cxr_model.config import ValidateConfig
 from cxr_model.data import LABELS, SPLITS
 
@@ -34,21 +34,22 @@ class Rule:
     expectation: gx.expectations.Expectation
 
 
-def image_facts(manifest: pd.DataFrame, pixels: np.ndarray | None = None,
-                near_copy: float = 1.0) -> pd.DataFrame:
-    """The manifest plus the per-image columns the rules look at; with the decoded films of its
-    readable rows (in order), each film's closest correlation with a film of another split."""
-    facts = manifest.copy()
-    if pixels is not None:
-        rows = facts.index[facts["error"] == ""]  # the films in `pixels`, in order
-        best, where = similarity.nearest_in_other_splits(pixels, facts.loc[rows, "split"].to_numpy())
-        facts["near_copy_correlation"] = 0.0
-        facts.loc[rows, "near_copy_correlation"] = best.astype(float)
-        found = where >= 0
-        facts["nearest_other_split"] = ""
-        facts.loc[rows[found], "nearest_other_split"] = facts.loc[rows, "path"].to_numpy()[where[found]]
-        copy = facts["near_copy_correlation"] >= near_copy
-        facts["near_copy_of"] = facts["nearest_other_split"].where(copy, "")
+def near_copies(manifest: pd.DataFrame, pixels: np.ndarray, threshold: float) -> pd.DataFrame:
+    """Per manifest row (the decoded films of its readable rows, in order): its closest correlation
+    with a film of another split, that film, and the film again when the pair is a near copy."""
+    rows = manifest.index[manifest["error"] == ""]
+    best, where = similarity.nearest_in_other_splits(pixels, manifest.loc[rows, "split"].to_numpy())
+    found = where >= 0
+    near = pd.DataFrame({"near_copy_correlation": 0.0, "nearest_other_split": ""}, index=manifest.index)
+    near.loc[rows, "near_copy_correlation"] = best.astype(float)
+    near.loc[rows[found], "nearest_other_split"] = manifest.loc[rows, "path"].to_numpy()[where[found]]
+    near["near_copy_of"] = near["nearest_other_split"].where(near["near_copy_correlation"] >= threshold, "")
+    return near
+
+
+def image_facts(manifest: pd.DataFrame, near: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The manifest plus the per-image columns the rules look at (with `near_copies` when given)."""
+    facts = manifest.copy() if near is None else manifest.join(near)
     facts["decodes"] = facts["error"] == ""
     short = facts[["width", "height"]].min(axis=1)
     facts["min_side"] = short
@@ -60,13 +61,11 @@ def image_facts(manifest: pd.DataFrame, pixels: np.ndarray | None = None,
     return facts
 
 
-def closest_pairs(facts: pd.DataFrame, k: int = 8) -> pd.DataFrame:
+def closest_pairs(manifest: pd.DataFrame, near: pd.DataFrame, k: int = 8) -> pd.DataFrame:
     """The k most alike pairs of films in different splits, most alike first: what the near-copy
     rule judged, to look at (a pair is listed once)."""
-    if "nearest_other_split" not in facts:
-        return pd.DataFrame(columns=["correlation", "path", "split", "other_path", "other_split"])
-    split = dict(zip(facts["path"], facts["split"]))
-    pairs = facts.loc[facts["nearest_other_split"] != "", ["near_copy_correlation", "path", "nearest_other_split"]]
+    split = dict(zip(manifest["path"], manifest["split"]))
+    pairs = near.assign(path=manifest["path"]).loc[near["nearest_other_split"] != ""]
     pairs = pairs.assign(key=[tuple(sorted(p)) for p in zip(pairs["path"], pairs["nearest_other_split"])])
     pairs = pairs.sort_values("near_copy_correlation", ascending=False).drop_duplicates("key").head(k)
     return pd.DataFrame({"correlation": pairs["near_copy_correlation"].round(4).to_numpy(),
@@ -177,20 +176,15 @@ def _offenders(result, facts: pd.DataFrame, limit: int) -> tuple[int, list[str]]
 
 
 def validate_manifest(manifest: pd.DataFrame, cfg: ValidateConfig, out_dir: Path,
-                      pixels: np.ndarray | None = None) -> dict:
+                      near: pd.DataFrame | None = None) -> dict:
     """Run the suite, write result.json and Data Docs under out_dir, and return the summary;
-    `pixels`: the decoded films of the manifest's readable rows, in order (for the near-copy rule)."""
+    `near`: the manifest's `near_copies` (for the near-copy rule)."""
     context = _context(out_dir)
-    facts = image_facts(manifest, pixels, cfg.near_copy_correlation)
-    if pixels is not None:
-        pairs = closest_pairs(facts)
-        pairs.to_csv(out_dir / "closest_pairs.csv", index=False)
-        films = dict(zip(facts.loc[facts["error"] == "", "path"], pixels))
-        plots.closest_pairs(pairs, films, cfg.near_copy_correlation, out_dir / "closest_pairs.png")
+    facts = image_facts(manifest, near)
     tables = {"images": facts, "classes": class_table(manifest)}
     checks = []
     for table, frame in tables.items():
-        table_rules = [r for r in rules(cfg, films=pixels is not None) if r.table == table]
+        table_rules = [r for r in rules(cfg, films=near is not None) if r.table == table]
         result = _run_table(context, table, frame, table_rules)
         for res in result.results:
             meta = res.expectation_config.meta or {}
