@@ -47,6 +47,11 @@ class Layout:
     def profile_dir(self) -> Path:
         return self.root / "profile"
 
+    # retrain --serve without PREFECT_API_URL starts a Prefect server of its own
+    @property
+    def prefect_server_log(self) -> Path:
+        return self.root / "retrain" / "prefect-server.log"
+
     # caches (keyed by content, safe to delete)
     @property
     def cache_dir(self) -> Path:

@@ -54,6 +54,11 @@ def wait_http(name: str, url: str, running: Callable[[], bool], seconds: float) 
         time.sleep(0.5)
 
 
+def log_tail(path: Path, chars: int = 2000) -> str:
+    """The end of a service's log, for the error that says it did not come up."""
+    return path.read_text(errors="replace")[-chars:] if path.is_file() else ""
+
+
 def _default_interrupts() -> None:
     # Runs in the child between fork and exec: exec keeps SIG_DFL but also keeps SIG_IGN.
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from cxr_model.config import Config
 from cxr_model.errors import CxrError
-from cxr_model.processes import pid_alive, start_service, stop_group, wait_http
+from cxr_model.processes import log_tail, pid_alive, start_service, stop_group, wait_http
 
 log = logging.getLogger("cxr.stack")
 
@@ -101,8 +101,7 @@ def _wait_up(stack: Stack, name: str, url: str, proc: subprocess.Popen, seconds:
     try:
         wait_http(name, url, lambda: proc.poll() is None, seconds)
     except CxrError as exc:
-        tail = log_path.read_text(errors="replace")[-2000:] if log_path.is_file() else ""
-        raise CxrError(f"{exc} (log {log_path}):\n{tail}") from None
+        raise CxrError(f"{exc} (log {log_path}):\n{log_tail(log_path)}") from None
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------

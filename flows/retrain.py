@@ -15,8 +15,9 @@ from pathlib import Path
 from prefect import flow
 
 from cxr_model.config import load_config
+from cxr_model.errors import CxrError
 from cxr_model.locking import pipeline_lock
-from cxr_model.processes import free_port, wait_http
+from cxr_model.processes import free_port, log_tail, start_service, stop_group, wait_http
 from flows.training import PIPELINE, import_if_versioned, report, run_cli, run_steps
 from tasks import steps as t
 
@@ -51,24 +52,31 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         help="with --serve: run every N seconds instead of the cron (demos, tests)")
 
 
-def _with_local_server(argv: list[str]) -> None:
+def _with_local_server(params: str, argv: list[str]) -> None:
     """Scheduling needs a real Prefect server: start one on loopback, serve against it, stop it."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     prefect = Path(sys.executable).with_name("prefect")
     env = {**os.environ, "PREFECT_API_URL": api}
-    print(f"starting a Prefect server on {api} (set PREFECT_API_URL to use your own)", flush=True)
-    server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env={**env, "PREFECT_API_URL": ""}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    cfg = load_config(params)
+    log_path = cfg.layout.prefect_server_log
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"starting a Prefect server on {api}, log {log_path} (set PREFECT_API_URL to use your own)",
+          flush=True)
+    server = start_service([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                           log_path, cfg.root, {**env, "PREFECT_API_URL": ""})
     # SIGTERM (a service manager, Ctrl-C's cousin) must still stop the server we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        wait_http("the Prefect server", f"{api}/health", lambda: server.poll() is None, 120)
+        try:
+            wait_http("the Prefect server", f"{api}/health", lambda: server.poll() is None, 120)
+        except CxrError as exc:
+            raise CxrError(f"{exc}; the end of its log {log_path}:\n{log_tail(log_path)}") from None
         subprocess.run([sys.executable, "-m", "flows.retrain", *argv], env=env, check=False)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        if not stop_group(server.pid):
+            print(f"the Prefect server did not stop within 30 s and was killed (log {log_path})",
+                  file=sys.stderr)
 
 
 def _retrain(params: str, args: argparse.Namespace) -> None:
@@ -77,7 +85,7 @@ def _retrain(params: str, args: argparse.Namespace) -> None:
         return
     if not os.environ.get("PREFECT_API_URL"):
         argv = ["--params", params, "--serve"] + (["--force"] if args.force else [])
-        _with_local_server(argv + (["--interval", str(args.interval)] if args.interval else []))
+        _with_local_server(params, argv + (["--interval", str(args.interval)] if args.interval else []))
         return
     cfg = load_config(params)
     schedule = ({"interval": timedelta(seconds=args.interval)} if args.interval else {"cron": cfg.retrain.cron})

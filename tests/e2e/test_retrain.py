@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -144,16 +145,24 @@ def test_a_rejected_version_is_not_trained_again_on_the_same_data(tmp_path, pref
     # That a changed setting or new data trains again: test_steps.py, on the decision itself.
 
 
-def test_served_deployment_fires_on_its_schedule(tmp_path, prefect_api):
+def test_served_deployment_fires_on_its_schedule(tmp_path):
+    """Without PREFECT_API_URL, `--serve` starts a Prefect server of its own and stops it after."""
     landing = make_dataset(tmp_path / "landing")
     params = write_params(tmp_path / "project", landing)
     log = tmp_path / "serve.log"
-    proc = start(prefect_api, params, "--serve", "--interval", "5", log=log)
+    proc = start(None, params, "--serve", "--interval", "5", log=log)
     try:
         seen = wait_for(log, proc, "nothing to do", 300)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+    api = re.search(r"starting a Prefect server on (\S+/api)", seen)
+    assert api, seen[-3000:]
+    with pytest.raises(OSError):  # the server is gone with the process that started it
+        urllib.request.urlopen(api.group(1) + "/health", timeout=5)
+    ended = log.read_text()
+    assert "was killed" not in ended, ended[-2000:]
+    assert f"PREFECT_API_URL={api.group(1)}" in load_config(params).layout.prefect_server_log.read_text()
     # The first scheduled run trains the first champion; a later one finds nothing new.
     assert "(no champion yet)" in seen and "nothing to do" in seen, seen[-3000:]
     # Runs falling due every 5 s while the first one trains wait for it instead of piling up.
