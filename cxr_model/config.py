@@ -93,6 +93,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     ema_momentum: float = 0.0
     mixup: float = 0.0
+    type_head_weight: float = 0.0
     warmup_epochs: int = 0
     jit_compile: bool = False
     precision: str = "float32"
@@ -331,6 +332,9 @@ def _check(cfg: Config) -> None:
         (cfg.train.early_stopping_start >= 0, "train.early_stopping_start must be >= 0"),
         (0.0 <= cfg.train.ema_momentum < 1.0, "train.ema_momentum must be in [0, 1)"),
         (0.0 <= cfg.train.mixup <= 1.0, "train.mixup must be in [0, 1]"),
+        (cfg.train.type_head_weight >= 0, "train.type_head_weight must be >= 0"),
+        (cfg.train.type_head_weight == 0 or cfg.train.mixup == 0,
+         "train.type_head_weight and train.mixup cannot be combined (mixup blends labels; types cannot be)"),
         (0.0 <= cfg.train.augment.zoom_in < 1.0, "train.augment.zoom_in must be in [0, 1)"),
         (0.0 <= cfg.train.augment.sharpen <= 0.5, "train.augment.sharpen must be in [0, 0.5]"),
         (1.0 <= cfg.train.augment.downscale <= 4.0, "train.augment.downscale must be in [1, 4]"),

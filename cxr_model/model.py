@@ -81,6 +81,24 @@ def _build(image_size: int, cfg: ModelConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name="cxr_cnn")
 
 
+TYPES = ("normal", "bacteria", "virus")  # the auxiliary type head's classes, in this order
+
+
+def with_type_head(model: keras.Model) -> keras.Model:
+    """The CNN plus a softmax over normal / bacterial / viral on the features its pneumonia output
+    reads (train.type_head_weight): the features must then tell viral films, the weaker type,
+    from normal ones. Used in training only; `pneumonia_only` gives back the served model."""
+    features = model.get_layer("pneumonia").input
+    types = layers.Dense(len(TYPES), activation="softmax", name="type", dtype="float32")(features)
+    return keras.Model(model.input, {"pneumonia": model.get_layer("pneumonia").output, "type": types},
+                       name=model.name)
+
+
+def pneumonia_only(model: keras.Model) -> keras.Model:
+    """The single-output CNN inside a model trained with the type head (the same layers)."""
+    return keras.Model(model.input, model.get_layer("pneumonia").output, name="cxr_cnn")
+
+
 def build_ensemble(members: list[keras.Model]) -> keras.Model:
     """One model averaging the members' probabilities: saved, served and explained as one."""
     if len(members) == 1:

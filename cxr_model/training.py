@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from cxr_model.config import Config, TrainConfig
-from cxr_model.model import build_augmenter, build_ensemble, build_model, keras
+from cxr_model.data import pneumonia_type
+from cxr_model.model import TYPES, build_augmenter, build_ensemble, build_model, keras, pneumonia_only, with_type_head
 from cxr_model.preprocess import Arrays
 import tensorflow as tf
 
@@ -41,11 +42,22 @@ def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
     return {c: float(len(y) / (2 * counts[c])) for c in (0, 1)}
 
 
-def _balanced_stream(train: Arrays, seed: int) -> tf.data.Dataset:
+def type_labels(arrays: Arrays) -> np.ndarray:
+    """Index into model.TYPES per image (-1: a pneumonia film whose file name does not say)."""
+    names = ["normal" if y == 0 else pneumonia_type(path) for y, path in zip(arrays.y, arrays.paths)]
+    return np.array([TYPES.index(n) if n in TYPES else -1 for n in names], dtype=np.int64)
+
+
+def _columns(arrays: Arrays, with_types: bool) -> tuple[np.ndarray, ...]:
+    return (arrays.x, arrays.y, type_labels(arrays)) if with_types else (arrays.x, arrays.y)
+
+
+def _balanced_stream(train: Arrays, seed: int, with_types: bool = False) -> tf.data.Dataset:
     """An epoch of len(train) images drawn half from each class (the minority repeats, a fresh
     share of the majority each epoch): balanced batches instead of weighted losses."""
+    columns = _columns(train, with_types)
     per_class = [
-        tf.data.Dataset.from_tensor_slices((train.x[train.y == c], train.y[train.y == c]))
+        tf.data.Dataset.from_tensor_slices(tuple(col[train.y == c] for col in columns))
         .shuffle(int((train.y == c).sum()), seed=seed + c, reshuffle_each_iteration=True).repeat()
         for c in (0, 1)
     ]
@@ -94,14 +106,15 @@ def make_datasets(
     augment = build_augmenter(cfg.train.augment, seed)
     parallel = 1 if cfg.train.deterministic else max(2, os.cpu_count() or 2)
     prefetch = 2  # batches ready ahead of the training step
+    with_types = cfg.train.type_head_weight > 0
 
-    def augment_batch(x, y):
-        return augment(tf.cast(x, tf.float32), training=True), y
+    def augment_batch(x, *labels):
+        return augment(tf.cast(x, tf.float32), training=True), *labels
 
     if cfg.train.class_weights == "resample":
-        train_ds = _balanced_stream(train, seed)
+        train_ds = _balanced_stream(train, seed, with_types)
     else:
-        train_ds = (tf.data.Dataset.from_tensor_slices((train.x, train.y))
+        train_ds = (tf.data.Dataset.from_tensor_slices(_columns(train, with_types))
                     .shuffle(len(train), seed=seed, reshuffle_each_iteration=True))
     train_ds = (
         train_ds
@@ -113,15 +126,31 @@ def make_datasets(
     if cfg.train.mixup > 0:
         mix = MixUp(cfg.train.mixup, class_weights(train.y, cfg.train.class_weights), seed + 11)
         train_ds = train_ds.map(mix, num_parallel_calls=parallel)
+    if with_types:
+        train_ds = train_ds.map(_TypeTargets(class_weights(train.y, cfg.train.class_weights)))
     train_ds = train_ds.prefetch(prefetch).with_options(fixed_pipeline())
     val_ds = (
-        tf.data.Dataset.from_tensor_slices((val.x, val.y))
+        tf.data.Dataset.from_tensor_slices(_columns(val, with_types))
         .batch(max(cfg.train.batch_size, 128))
-        .map(lambda x, y: (tf.cast(x, tf.float32), y))
-        .prefetch(prefetch)
-        .with_options(fixed_pipeline())
+        .map(lambda x, *labels: (tf.cast(x, tf.float32), *labels))
     )
+    if with_types:
+        val_ds = val_ds.map(_TypeTargets(None))
+    val_ds = val_ds.prefetch(prefetch).with_options(fixed_pipeline())
     return train_ds, val_ds
+
+
+class _TypeTargets:
+    """(x, y, type) batches -> the two outputs' targets and loss weights: class weights on both, and
+    no type loss for films whose type is unknown (fit then passes no class weights)."""
+
+    def __init__(self, weights: dict[int, float] | None):
+        self.weights = tf.constant([weights[0], weights[1]] if weights else [1.0, 1.0], tf.float32)
+
+    def __call__(self, x: tf.Tensor, y: tf.Tensor, types: tf.Tensor):
+        w = tf.gather(self.weights, y)
+        known = tf.cast(types >= 0, tf.float32)
+        return x, {"pneumonia": y, "type": tf.maximum(types, 0)}, {"pneumonia": w, "type": w * known}
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -165,12 +194,18 @@ def _fit_member(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path, seed:
     jit = tc.jit_compile and not tc.deterministic
     if tc.jit_compile and not jit:
         log.info("train: XLA off: train.deterministic is on and TensorFlow cannot combine the two")
-    model.compile(
+    with_types = tc.type_head_weight > 0
+    trained = with_type_head(model) if with_types else model
+    loss = keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing)
+    metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    trained.compile(
         optimizer=make_optimizer(tc, steps_per_epoch=int(np.ceil(len(train) / tc.batch_size))),
-        loss=keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        loss={"pneumonia": loss, "type": keras.losses.SparseCategoricalCrossentropy()} if with_types else loss,
+        loss_weights={"pneumonia": 1.0, "type": tc.type_head_weight} if with_types else None,
+        metrics={"pneumonia": metrics} if with_types else metrics,
         jit_compile=jit,
     )
+    monitor = "val_pneumonia_auc" if with_types else "val_auc"
     train_ds, val_ds = make_datasets(train, val, cfg, seed)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     # With EMA, the averaged weights are the ones validated, checkpointed and kept.
@@ -178,18 +213,32 @@ def _fit_member(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path, seed:
     callbacks = [
         _EpochTimer(),
         *ema,
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(
-            monitor="val_auc", mode="max", patience=tc.early_stopping_patience,
+            monitor=monitor, mode="max", patience=tc.early_stopping_patience,
             start_from_epoch=tc.early_stopping_start, restore_best_weights=True,
         ),
     ]
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=tc.epochs,
-                     class_weight=None if tc.mixup > 0 else class_weights(train.y, tc.class_weights),
-                     callbacks=callbacks,
-                     shuffle=False, verbose=2)
+    weights_in_data = tc.mixup > 0 or with_types
+    hist = trained.fit(train_ds, validation_data=val_ds, epochs=tc.epochs,
+                       class_weight=None if weights_in_data else class_weights(train.y, tc.class_weights),
+                       callbacks=callbacks,
+                       shuffle=False, verbose=2)
     # Early stopping restores the best weights only when it stops early; make it unconditional.
-    return keras.models.load_model(checkpoint), pd.DataFrame(hist.history)
+    best = keras.models.load_model(checkpoint)
+    if not with_types:
+        return best, pd.DataFrame(hist.history)
+    return pneumonia_only(best), pd.DataFrame(hist.history).rename(columns=_pneumonia_names)
+
+
+def _pneumonia_names(column: str) -> str:
+    """History columns of the two-output model under the one-output names (loss: the pneumonia
+    output's; total_loss: with the weighted type loss), so runs compare column for column."""
+    prefix = "val_" if column.startswith("val_") else ""
+    name = column[len(prefix):]
+    if name == "loss":
+        return f"{prefix}total_loss"
+    return prefix + name.removeprefix("pneumonia_")
 
 
 def validation_auc(model: keras.Model, val: Arrays) -> float:
@@ -210,6 +259,13 @@ def fit(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path) -> TrainResul
     log.info("train: %d train / %d val images, %d px, class weights %s, up to %d epochs%s",
              len(train), len(val), cfg.preprocess.image_size, class_weights(train.y, tc.class_weights),
              tc.epochs, f" for each of {n} ensemble members" if n > 1 else "")
+    if tc.type_head_weight > 0:
+        unknown, normal, bacterial, viral = np.bincount(type_labels(train) + 1, minlength=4)
+        log.info("train: type head (loss weight %s): %d normal, %d bacterial, %d viral, %d pneumonia films "
+                 "whose names give no type (no type loss)", tc.type_head_weight, normal, bacterial, viral, unknown)
+        if bacterial + viral == 0:
+            log.warning("train: no file name gives a pneumonia type (personN_bacteria_/personN_virus_): "
+                        "the type head learns nothing; set train.type_head_weight: 0")
     members, histories, best_epochs, offset = [], [], [], 0
     start = time.perf_counter()
     for k in range(n):

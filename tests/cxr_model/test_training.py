@@ -318,3 +318,74 @@ def test_input_pipelines_run_without_autotuning_and_keep_every_image():
             assert ds.options().autotune.enabled is False
             pixels = np.concatenate([np.asarray(b[0])[:, 0, 0, 0] for b in ds])
             assert sorted(np.rint(pixels).astype(int).tolist()) == list(range(40))
+
+
+def _typed_split(rng: np.random.Generator, n: int) -> Arrays:
+    """n 16-px films cycling normal / bacterial (bright centre) / viral (bright top band), named as
+    Kermany names them; the pneumonia films at every fifth index have names that say no type."""
+    kind = np.arange(n) % 3
+    x = rng.normal(100, 10, (n, 16, 16, 1))
+    x[kind == 1, 5:11, 5:11] += 80
+    x[kind == 2, 1:4, :] += 80
+    names = ["IM-%04d-0001.jpeg" % i if k == 0 else
+             ("person%d_%s_1.jpeg" % (i, "bacteria" if k == 1 else "virus") if i % 5 else "pneumonia%d.jpeg" % i)
+             for i, k in enumerate(kind)]
+    return Arrays(np.clip(x, 0, 255).astype(np.uint8), (kind > 0).astype(np.int32), names)
+
+
+def test_type_labels_follow_the_file_names_and_mark_unknown_types():
+    data = _typed_split(np.random.default_rng(0), 12)
+    assert list(training.type_labels(data)) == [0, 1, 2, 0, 1, -1, 0, 1, 2, 0, -1, 2]
+    data = Arrays(data.x[:3], data.y[:3], ["IM-1.jpeg", "scan7.jpeg", "person3_virus_9.jpeg"])
+    data.y[:] = [0, 1, 1]
+    assert list(training.type_labels(data)) == [0, -1, 2]
+
+
+def test_type_targets_carry_class_weights_and_no_type_loss_for_unknown_types():
+    from cxr_model.config import Config, TrainConfig
+
+    data = _typed_split(np.random.default_rng(1), 12)
+    off = AugmentConfig(rotation_deg=0, zoom=0, zoom_in=0, shift=0, brightness=0, contrast=0, gamma=0,
+                        blur=0, noise=0, corners=0, downscale=1.0)
+    cfg = Config(train=TrainConfig(batch_size=12, type_head_weight=0.5, augment=off))
+    train_ds, val_ds = training.make_datasets(data, data, cfg)
+    _, targets, weights = next(iter(train_ds))
+    y, types = targets["pneumonia"].numpy(), targets["type"].numpy()
+    w, wt = weights["pneumonia"].numpy(), weights["type"].numpy()
+    cw = training.class_weights(data.y, "balanced")
+    np.testing.assert_allclose(w, [cw[int(v)] for v in y])
+    expected = training.type_labels(data)
+    # The batch is shuffled: match rows through the type each carries.
+    unknown = wt == 0
+    assert unknown.sum() == (expected == -1).sum() > 0 and (y[unknown] == 1).all()
+    np.testing.assert_allclose(wt[~unknown], w[~unknown])
+    assert sorted(types[~unknown]) == sorted(expected[expected >= 0])
+    _, val_targets, val_weights = next(iter(val_ds))
+    np.testing.assert_array_equal(val_targets["pneumonia"].numpy(), data.y)
+    np.testing.assert_array_equal(val_weights["type"].numpy(), (expected >= 0).astype(np.float32))
+
+
+def test_fit_with_the_type_head_keeps_one_output_and_learns_the_types(tmp_path):
+    from cxr_model.config import Config, PreprocessConfig, TrainConfig
+
+    rng = np.random.default_rng(2)
+    train, val = _typed_split(rng, 96), _typed_split(rng, 48)
+    cfg = Config(preprocess=PreprocessConfig(image_size=16),
+                 model=ModelConfig(filters=(8, 16), dense_units=16, dropout=0.1),
+                 train=TrainConfig(epochs=4, batch_size=16, learning_rate=3e-3, type_head_weight=1.0,
+                                   augment=AugmentConfig(rotation_deg=0, zoom=0, zoom_in=0, shift=0)))
+    result = training.fit(train, val, cfg, tmp_path / "ckpt.keras")
+    assert result.model.output_shape == (None, 1)  # the served model: pneumonia only
+    columns = set(result.history.columns)
+    assert {"loss", "auc", "accuracy", "val_auc", "val_loss", "total_loss", "type_loss", "val_type_loss"} <= columns
+    assert not any(c.startswith(("pneumonia_", "val_pneumonia_")) for c in columns)
+    # The returned model scores validation as the epoch it was picked for.
+    assert training.validation_auc(result.model, val) == pytest.approx(result.best_val_auc, abs=1e-6)
+    # The type head learns, on the features the pneumonia output reads.
+    assert result.history["type_loss"].iloc[-1] < result.history["type_loss"].iloc[0]
+    both = keras.models.load_model(tmp_path / "ckpt.keras")
+    assert both.get_layer("type").output.shape[-1] == 3
+    assert both.get_layer("type").input is both.get_layer("pneumonia").input
+    result.model.save(tmp_path / "served.keras")
+    reloaded = keras.models.load_model(tmp_path / "served.keras")
+    np.testing.assert_allclose(training.predict(reloaded, val.x), training.predict(result.model, val.x), atol=1e-6)
