@@ -389,3 +389,6 @@ def test_fit_with_the_type_head_keeps_one_output_and_learns_the_types(tmp_path):
     result.model.save(tmp_path / "served.keras")
     reloaded = keras.models.load_model(tmp_path / "served.keras")
     np.testing.assert_allclose(training.predict(reloaded, val.x), training.predict(result.model, val.x), atol=1e-6)
+    from cxr_model.gradcam import GradCam
+
+    assert GradCam(reloaded).heatmaps(val.x[:2].astype(np.float32)).shape[0] == 2  # explained like any model
