@@ -54,9 +54,14 @@ def wait_http(name: str, url: str, running: Callable[[], bool], seconds: float) 
         time.sleep(0.5)
 
 
-def log_tail(path: Path, chars: int = 2000) -> str:
-    """The end of a service's log, for the error that says it did not come up."""
-    return path.read_text(errors="replace")[-chars:] if path.is_file() else ""
+def wait_service(name: str, url: str, proc: subprocess.Popen, seconds: float, log_path: Path) -> None:
+    """`wait_http` for a service started with `start_service`; on failure the error ends with the
+    end of its log, which says why."""
+    try:
+        wait_http(name, url, lambda: proc.poll() is None, seconds)
+    except CxrError as exc:
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path.is_file() else ""
+        raise CxrError(f"{exc} (log {log_path}):\n{tail}") from None
 
 
 def _default_interrupts() -> None:

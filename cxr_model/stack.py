@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from cxr_model.config import Config
 from cxr_model.errors import CxrError
-from cxr_model.processes import log_tail, pid_alive, start_service, stop_group, wait_http
+from cxr_model.processes import pid_alive, start_service, stop_group, wait_service
 
 log = logging.getLogger("cxr.stack")
 
@@ -96,12 +96,7 @@ def _spawn(stack: Stack, name: str, cmd: list[str], env: dict[str, str]) -> subp
 
 
 def _wait_up(stack: Stack, name: str, url: str, proc: subprocess.Popen, seconds: float) -> None:
-    """Wait for the service's health URL; on failure, show the end of its log."""
-    log_path = stack.state / f"{name}.log"
-    try:
-        wait_http(name, url, lambda: proc.poll() is None, seconds)
-    except CxrError as exc:
-        raise CxrError(f"{exc} (log {log_path}):\n{log_tail(log_path)}") from None
+    wait_service(name, url, proc, seconds, stack.state / f"{name}.log")
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------

@@ -15,9 +15,8 @@ from pathlib import Path
 from prefect import flow
 
 from cxr_model.config import load_config
-from cxr_model.errors import CxrError
 from cxr_model.locking import pipeline_lock
-from cxr_model.processes import free_port, log_tail, start_service, stop_group, wait_http
+from cxr_model.processes import free_port, start_service, stop_group, wait_service
 from flows.training import PIPELINE, import_if_versioned, report, run_cli, run_steps
 from tasks import steps as t
 
@@ -68,10 +67,7 @@ def _with_local_server(params: str, argv: list[str]) -> None:
     # SIGTERM (a service manager, Ctrl-C's cousin) must still stop the server we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        try:
-            wait_http("the Prefect server", f"{api}/health", lambda: server.poll() is None, 120)
-        except CxrError as exc:
-            raise CxrError(f"{exc}; the end of its log {log_path}:\n{log_tail(log_path)}") from None
+        wait_service("the Prefect server", f"{api}/health", server, 120, log_path)
         subprocess.run([sys.executable, "-m", "flows.retrain", *argv], env=env, check=False)
     finally:
         if not stop_group(server.pid):

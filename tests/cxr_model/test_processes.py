@@ -3,7 +3,10 @@ import subprocess
 import sys
 import time
 
-from cxr_model.processes import pid_alive, start_service, stop_group
+import pytest
+
+from cxr_model.errors import CxrError
+from cxr_model.processes import free_port, pid_alive, start_service, stop_group, wait_service
 from tests.conftest import ROOT
 
 
@@ -64,3 +67,14 @@ def test_stop_group_reports_a_graceful_stop_and_kills_what_ignores_sigterm(tmp_p
         for proc in (polite, stubborn):
             proc.kill()
             proc.wait()
+
+
+def test_a_service_that_dies_at_start_is_reported_with_the_end_of_its_log(tmp_path):
+    log = tmp_path / "server.log"
+    proc = start_service([sys.executable, "-c", "import sys; print('port 1 already in use'); sys.exit(3)"],
+                         log, tmp_path, {})
+    with pytest.raises(CxrError) as err:
+        wait_service("the server", f"http://127.0.0.1:{free_port()}/health", proc, 30, log)
+    message = str(err.value)
+    assert "the server did not come up" in message and str(log) in message
+    assert message.rstrip().endswith("port 1 already in use")
