@@ -72,6 +72,7 @@ def run(name: str, overrides: list[str], params: Path, note: str) -> dict:
         "test_at_0_5": metrics["test_at_0_5"], "test_ci95": metrics.get("test_ci95", {}),
         "epochs_run": fit["epochs_run"], "best_epoch": fit["best_epoch"],
         "train_seconds": fit["train_seconds"], "train_images_per_second": fit["train_images_per_second"],
+        **robustness(metrics),
     }
     experiment_id = tracking.connect(cfg)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name):
@@ -89,15 +90,33 @@ def run(name: str, overrides: list[str], params: Path, note: str) -> dict:
     return row
 
 
+def robustness(metrics: dict) -> dict:
+    """What the selection rules read besides validation AUC (results.md): each shortcut probe's
+    NORMAL ratio, and validation AUC per pneumonia type."""
+    probes = {name: p["normal_ratio"] for name, p in metrics.get("val_probes", {}).items()}
+    by_type = {kind: v["auc"] for kind, v in metrics.get("by_type", {}).get("val", {}).items()}
+    return {"val_probe_ratios": probes, "val_auc_by_type": by_type}
+
+
+def _figure(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown table of every row, best validation AUC first."""
-    head = ("| run | overrides | val AUC | test AUC | threshold | test acc | sens | spec | acc @0.5 "
-            "| epochs | train s | img/s |\n" + "|---" * 12 + "|")
+    """Markdown table of every row, best validation AUC first (rows recorded before the probes
+    and types were kept show — there)."""
+    head = ("| run | overrides | val AUC | val AUC viral | largest probe | noise probe | test AUC | threshold "
+            "| test acc | sens | spec | acc @0.5 | epochs | train s | img/s |\n" + "|---" * 15 + "|")
     lines = [head]
     for r in sorted(rows, key=lambda r: -r["val_auc"]):
         t, t5 = r["test"], r["test_at_0_5"]
+        probes = {k: v for k, v in r.get("val_probe_ratios", {}).items() if k != "as_is"}
+        largest = max(probes, key=probes.get) if probes else None
         lines.append(
-            f"| {r['name']} | {' '.join(r['overrides']) or '(params.yaml)'} | {r['val_auc']:.4f} | {t['auc']:.4f} "
+            f"| {r['name']} | {' '.join(r['overrides']) or '(params.yaml)'} | {r['val_auc']:.4f} "
+            f"| {_figure(r.get('val_auc_by_type', {}).get('virus'), 4)} "
+            f"| {_figure(probes.get(largest), 2)}{f' ({largest})' if largest else ''} "
+            f"| {_figure(probes.get('noise_10'), 2)} | {t['auc']:.4f} "
             f"| {r['threshold']:.3f} | {t['accuracy']:.4f} | {t['sensitivity']:.4f} | {t['specificity']:.4f} "
             f"| {t5['accuracy']:.4f} | {r['best_epoch']}/{r['epochs_run']} | {r['train_seconds']:.0f} "
             f"| {r['train_images_per_second']:.0f} |"

@@ -1,0 +1,43 @@
+"""The experiment runner's record and table: what the selection rules in results.md read."""
+
+from benchmarks.experiment import apply_overrides, robustness, table
+
+
+def _metrics(noise: float, half_res: float) -> dict:
+    probes = {"as_is": 1.0, "noise_10": noise, "half_res": half_res, "gamma_1_5": 1.01}
+    return {"val_probes": {k: {"auc": 0.99, "normal_ratio": v} for k, v in probes.items()},
+            "by_type": {"val": {"virus": {"auc": 0.9931}, "bacteria": {"auc": 0.9972}},
+                        "test": {"virus": {"auc": 0.5}}}}
+
+
+def _row(name: str, val_auc: float, **extra) -> dict:
+    test = {"auc": 0.95, "accuracy": 0.86, "sensitivity": 0.97, "specificity": 0.68}
+    return {"name": name, "overrides": [], "val_auc": val_auc, "threshold": 0.3, "test": test,
+            "test_at_0_5": {"accuracy": 0.88}, "best_epoch": 14, "epochs_run": 16,
+            "train_seconds": 400.0, "train_images_per_second": 180.0, **extra}
+
+
+def test_robustness_keeps_every_probe_ratio_and_the_validation_auc_per_type():
+    kept = robustness(_metrics(noise=1.55, half_res=1.2))
+    assert kept["val_probe_ratios"]["noise_10"] == 1.55 and len(kept["val_probe_ratios"]) == 4
+    assert kept["val_auc_by_type"] == {"virus": 0.9931, "bacteria": 0.9972}  # validation, never test
+    assert robustness({}) == {"val_probe_ratios": {}, "val_auc_by_type": {}}
+
+
+def test_table_names_the_largest_probe_and_marks_rows_recorded_without_probes():
+    rows = [_row("OLD", 0.9970), _row("NEW", 0.9960, **robustness(_metrics(noise=1.1, half_res=1.6)))]
+    lines = table(rows).splitlines()
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in lines[2:]}
+    header = [c.strip() for c in lines[0].split("|")[2:-1]]
+    new, old = dict(zip(header, cells["NEW"])), dict(zip(header, cells["OLD"]))
+    assert new["largest probe"] == "1.60 (half_res)" and new["noise probe"] == "1.10"
+    assert new["val AUC viral"] == "0.9931"
+    assert old["largest probe"] == old["noise probe"] == old["val AUC viral"] == "—"
+    assert lines[2].startswith("| OLD")  # best validation AUC first
+
+
+def test_overrides_set_nested_keys_with_yaml_values_on_a_copy():
+    raw = {"train": {"augment": {"noise": 12.0}}}
+    out = apply_overrides(raw, ["train.augment.noise=18", "model.filters=[8, 16]"])
+    assert out["train"]["augment"]["noise"] == 18 and out["model"]["filters"] == [8, 16]
+    assert raw["train"]["augment"]["noise"] == 12.0
