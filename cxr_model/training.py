@@ -66,13 +66,18 @@ def _balanced_stream(train: Arrays, seed: int, with_types: bool = False) -> tf.d
     return mixed.take(len(train))
 
 
+def _weight_vector(weights: dict[int, float] | None) -> tf.Tensor:
+    """Class weights as a tensor indexed by label (ones without weights), for losses weighted in the data."""
+    return tf.constant([weights[0], weights[1]] if weights else [1.0, 1.0], tf.float32)
+
+
 class MixUp:
     """Blends random pairs within a batch, labels and loss weights alike (mixup): no single cue
     can carry a confident answer, a known guard against shortcuts that fail on other cohorts."""
 
     def __init__(self, alpha: float, weights: dict[int, float] | None, seed: int):
         self.alpha = alpha
-        self.weights = tf.constant([weights[0], weights[1]] if weights else [1.0, 1.0], tf.float32)
+        self.weights = _weight_vector(weights)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def __call__(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -145,7 +150,7 @@ class _TypeTargets:
     no type loss for films whose type is unknown (fit then passes no class weights)."""
 
     def __init__(self, weights: dict[int, float] | None):
-        self.weights = tf.constant([weights[0], weights[1]] if weights else [1.0, 1.0], tf.float32)
+        self.weights = _weight_vector(weights)
 
     def __call__(self, x: tf.Tensor, y: tf.Tensor, types: tf.Tensor):
         w = tf.gather(self.weights, y)
