@@ -56,6 +56,7 @@ class ModelConfig:
     convs_deep: int = 1
     arch: str = "plain"
     stem_filters: int = 24
+    stem_stride: int = 2
     ensemble: int = 1
     clahe_tiles: int = 8
     clahe_clip: float = 2.0
@@ -325,6 +326,8 @@ def _check(cfg: Config) -> None:
         (1 <= cfg.model.convs_deep <= 3, "model.convs_deep must be 1, 2 or 3"),
         (cfg.model.arch in ("plain", "residual"), "model.arch must be plain or residual"),
         (cfg.model.stem_filters >= 1, "model.stem_filters must be >= 1"),
+        (cfg.model.stem_stride in (2, 4), "model.stem_stride must be 2 or 4"),
+        (cfg.model.stem_stride == 2 or cfg.model.arch == "residual", "model.stem_stride applies to arch: residual only"),
         (1 <= cfg.model.ensemble <= 5, "model.ensemble must be 1 to 5 members"),
         (cfg.retrain.max_concurrent_runs >= 1, "retrain.max_concurrent_runs must be >= 1"),
         (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),

@@ -46,3 +46,20 @@ def test_separable_model_keeps_a_dense_first_conv_and_round_trips(tmp_path, arch
     separable.save(path)
     loaded = keras.models.load_model(path, compile=False)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), separable.predict(x, verbose=0), atol=1e-6)
+
+
+def test_a_stride_4_stem_reads_twice_the_side_at_the_same_body_cost():
+    base = ModelConfig(arch="residual", stem_filters=8, filters=(8, 16, 32), dense_units=8)
+    small = build_model(32, base, seed=1)
+    large = build_model(64, dataclasses.replace(base, stem_stride=4), seed=1)
+
+    def maps(model):
+        return [tuple(layer.output.shape[1:]) for layer in model.layers if layer.name.startswith("add")]
+
+    # Every residual stage sees the same feature-map sizes, so the body costs the same.
+    assert maps(large) == maps(small) == [(8, 8, 8), (4, 4, 16), (2, 2, 32)]
+    assert large.get_layer("conv_stem").kernel_size == (4, 4)
+    assert large.get_layer("conv_stem").strides == (4, 4)
+    # Only the stem's weights differ (a 4x4 kernel instead of 3x3 over one grey channel).
+    assert large.count_params() - small.count_params() == 8 * (16 - 9)
+    assert large.predict(grey_films(n=2, size=64), verbose=0).shape == (2, 1)
