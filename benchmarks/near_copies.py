@@ -18,19 +18,8 @@ import time
 
 import numpy as np
 
-THUMB = 64
-
-
-def block_mean(x: np.ndarray, side: int) -> np.ndarray:
-    """(n, s, s) films averaged down to (n, side, side); s must be a multiple of side."""
-    f = x.shape[1] // side
-    return x.reshape(len(x), side, f, side, f).mean(axis=(2, 4))
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Flattened rows of zero mean and unit length: their dot products are correlations."""
-    x = x.reshape(len(x), -1) - x.reshape(len(x), -1).mean(axis=1, keepdims=True)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+from cxr_model.similarity import THUMBNAIL as THUMB
+from cxr_model.similarity import block_mean, unit_rows
 
 
 def search_rows(x: np.ndarray) -> np.ndarray:

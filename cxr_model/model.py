@@ -44,7 +44,7 @@ def _residual_body(x, cfg: ModelConfig):
     """ResNet-like: a strided stem, then one strided residual block per stage (about 2.5x faster
     per image on this CPU than the plain body, which convolves at full resolution)."""
     # Stride 4 reads non-overlapping 4x4 patches: a larger input for the same body cost
-    # (224 px with stride 4 convolves 56x56 maps, 128 px with stride 2 64x64).
+    # (192 px with stride 4 convolves 48x48 maps, 128 px with stride 2 64x64).
     x = _conv_bn(x, cfg.stem_filters, "_stem", strides=cfg.stem_stride, kernel=max(3, cfg.stem_stride))
     for i, filters in enumerate(cfg.filters):
         x = _residual_block(x, filters, f"{i + 1}", strides=2, separable=cfg.separable)

@@ -9,17 +9,29 @@ import numpy as np
 THUMBNAIL = 64  # px per side at most: fine enough to tell films apart, coarse enough for JPEG noise
 
 
-def thumbnails(pixels: np.ndarray) -> np.ndarray:
-    """(n, side*side) rows of zero mean and unit length, block-averaged down to THUMBNAIL px."""
+def block_mean(pixels: np.ndarray, most: int) -> np.ndarray:
+    """(n, size, size) films averaged over square blocks down to at most `most` px per side
+    (a whole factor of size, so no pixel is dropped or interpolated)."""
     n, size = len(pixels), pixels.shape[1]
-    factor = max(1, size // THUMBNAIL)
+    factor = max(1, size // most)
     while size % factor:
         factor -= 1
     side = size // factor
-    x = pixels.reshape(n, side, factor, side, factor).astype(np.float32).mean(axis=(2, 4)).reshape(n, -1)
-    x -= x.mean(axis=1, keepdims=True)
+    return pixels.reshape(n, side, factor, side, factor).astype(np.float32).mean(axis=(2, 4))
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Flattened rows of zero mean and unit length: their dot products are Pearson correlations
+    (a flat row stays zero)."""
+    x = x.reshape(len(x), -1).astype(np.float32)
+    x = x - x.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norm > 0, norm, 1.0)
+
+
+def thumbnails(pixels: np.ndarray) -> np.ndarray:
+    """(n, side*side) rows of zero mean and unit length, block-averaged down to THUMBNAIL px."""
+    return unit_rows(block_mean(pixels, THUMBNAIL))
 
 
 def nearest_in_other_splits(pixels: np.ndarray, splits: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
