@@ -3,12 +3,14 @@
     python -m benchmarks.train_speed                                  # params.yaml as is
     python -m benchmarks.train_speed --precision float32 mixed_bfloat16 --size 128 160
     python -m benchmarks.train_speed --pipeline --epochs 6           # the real input pipeline
+    python -m benchmarks.train_speed --augmenter --set train.augment.fused=true  # per layer
 
 Prints training images/second (augmentation excluded, XLA as configured) and inference
 images/second for every combination, so precision and resolution can be weighed against
 the time budget before a full run. With --pipeline it instead trains through the project's
 own trainer (augmentation, validation, checkpoints; random pixels) and prints every epoch's
-seconds: stalls between epochs show there and not in the steady-state figure.
+seconds: stalls between epochs show there and not in the steady-state figure. With
+--augmenter it times the training augmentation alone, whole and layer by layer, on one batch.
 """
 
 from __future__ import annotations
@@ -75,6 +77,27 @@ def measure_pipeline(cfg, images: int, epochs: int) -> list[float]:
     return result.history["seconds"].tolist()
 
 
+def measure_augmenter(cfg, repeats: int = 30) -> list[tuple[str, float]]:
+    """Milliseconds per training batch for the whole augmenter, then for each of its layers."""
+    import tensorflow as tf
+
+    from cxr_model.augmentation import build_augmenter
+
+    size, batch = cfg.preprocess.image_size, cfg.train.batch_size
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, size, size, 1)).astype(np.float32))
+    augment = build_augmenter(cfg.train.augment, cfg.train.seed)
+
+    def timed(step) -> float:
+        call = tf.function(lambda v: step(v, training=True))
+        call(x).numpy()  # trace
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call(x).numpy()
+        return (time.perf_counter() - start) / repeats * 1000
+
+    return [("whole augmenter", timed(augment))] + [(layer.name, timed(layer)) for layer in augment.layers]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml")
@@ -85,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="time every epoch of the real trainer instead (augmentation included)")
     parser.add_argument("--images", type=int, default=2000, help="--pipeline: training images")
     parser.add_argument("--epochs", type=int, default=6, help="--pipeline: epochs")
+    parser.add_argument("--augmenter", action="store_true", help="time the augmentation alone, per layer")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a params.yaml key (value parsed as YAML)")
     args = parser.parse_args(argv)
 
-    from cxr_model.config import load_config
+    from benchmarks.experiment import apply_overrides
+    from cxr_model.config import build_config, load_config
 
     cfg = load_config(args.params)
+    cfg = build_config(apply_overrides(cfg.raw, args.overrides), cfg.root)
     if args.pipeline:
         seconds = measure_pipeline(cfg, args.images, args.epochs)
         steady = seconds[1:]
@@ -97,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
               + " ".join(f"{s:.1f}" for s in seconds))
         print(f"after the first epoch: mean {np.mean(steady):.1f} s, fastest {min(steady):.1f} s, "
               f"{args.images / np.mean(steady):.0f} images/s")
+        return 0
+    if args.augmenter:
+        print(f"batch of {cfg.train.batch_size} at {cfg.preprocess.image_size} px, ms per batch:")
+        for name, ms in measure_augmenter(cfg):
+            print(f"{name:>28} {ms:7.1f}", flush=True)
         return 0
     print(f"arch {cfg.model.arch}, filters {cfg.model.filters}, batch {cfg.train.batch_size}, "
           f"XLA {cfg.train.jit_compile}")

@@ -78,6 +78,7 @@ class AugmentConfig:
     corners: float = 0.0
     noise: float = 0.0
     horizontal_flip: bool = False
+    fused: bool = False
 
 
 @dataclass(frozen=True)

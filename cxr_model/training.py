@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxr_model.augmentation import build_augmenter
 from cxr_model.config import Config, TrainConfig
 from cxr_model.data import pneumonia_type
-from cxr_model.model import TYPES, build_augmenter, build_ensemble, build_model, keras, pneumonia_only, with_type_head
+from cxr_model.model import TYPES, build_ensemble, build_model, keras, pneumonia_only, with_type_head
 from cxr_model.preprocess import Arrays
 import tensorflow as tf
 

@@ -1,0 +1,156 @@
+import keras
+import numpy as np
+import pytest
+
+from cxr_model.augmentation import RandomGeometry, RandomScanner, affine_transforms, build_augmenter
+from cxr_model.config import AugmentConfig
+
+GEOMETRY_OFF = dict(rotation_deg=0, zoom=0, zoom_in=0, shift=0)
+INTENSITY_OFF = dict(brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_augmenter_keeps_shape_and_range_and_changes_pixels(fused):
+    aug = build_augmenter(AugmentConfig(fused=fused), seed=1)
+    x = np.full((4, 32, 32, 1), 120.0, dtype=np.float32)
+    x[:, 8:24, 8:24] = 200.0
+    out = np.asarray(aug(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    assert not np.allclose(out, x)
+    assert not any(type(layer).__name__ == "RandomFlip" for layer in aug.layers)
+
+
+def test_sharpen_only_ever_enhances_edges():
+    off = dict(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+    aug = build_augmenter(AugmentConfig(**off, sharpen=0.5), seed=3)
+    x = np.full((16, 32, 32, 1), 100.0, dtype=np.float32)
+    x[:, 8:24, 8:24] = 160.0
+
+    def edge(v):
+        return np.abs(np.diff(v, axis=2)).sum(axis=(1, 2, 3))
+
+    out = np.asarray(aug(x, training=True))
+    assert (edge(out) >= edge(x) - 1e-3).all() and (edge(out) > edge(x) + 1).any()
+    assert not any(type(layer).__name__ == "RandomSharpness"
+                   for layer in build_augmenter(AugmentConfig(**off), seed=3).layers)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_zoom_in_only_crops_never_shrinks_the_chest(fused):
+    only_crops = AugmentConfig(rotation_deg=0, zoom=0, zoom_in=0.5, shift=0, brightness=0, contrast=0, fused=fused)
+    aug = build_augmenter(only_crops, seed=3)
+    x = np.full((16, 64, 64, 1), 100.0, dtype=np.float32)
+    x[:, 24:40, 24:40] = 200.0
+    bright = (np.asarray(aug(x, training=True)) > 150).sum(axis=(1, 2, 3))
+    # Zooming in enlarges the centred square; a zoom-out would shrink it below 16 x 16.
+    assert (bright >= 16 * 16 - 2 * 16).all()
+    assert np.median(bright) > 1.3 * 16 * 16
+
+
+def test_downscale_softens_about_half_the_images_and_leaves_the_rest():
+    off = dict(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+    aug = build_augmenter(AugmentConfig(**off, downscale=3.0), seed=5)
+    # A one-pixel checkerboard: any shrink-and-enlarge flattens it towards grey.
+    x = np.broadcast_to(np.indices((32, 32)).sum(axis=0) % 2 * 200.0 + 20.0, (64, 32, 32)).copy()
+    x = x[..., None].astype(np.float32)
+    out = np.asarray(aug(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    untouched = np.all(out == x, axis=(1, 2, 3))
+    softened = np.abs(np.diff(out, axis=2)).mean(axis=(1, 2, 3)) < 0.5 * 200.0
+    assert (untouched | softened).all()
+    assert 16 <= untouched.sum() <= 48
+    assert np.array_equal(np.asarray(aug(x, training=False)), x)
+    assert not any(type(layer).__name__ == "RandomResolution"
+                   for layer in build_augmenter(AugmentConfig(**off), seed=5).layers)
+
+
+def test_corner_mask_blacks_out_four_equal_corner_squares_in_about_half_the_images():
+    off = dict(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+    aug = build_augmenter(AugmentConfig(**off, corners=0.3), seed=4)
+    x = np.full((64, 40, 40, 1), 150.0, dtype=np.float32)
+    out = np.asarray(aug(x, training=True))[..., 0]
+    masked = 0
+    for img in out:
+        dark = img == 0
+        assert np.array_equal(img[~dark], np.full((~dark).sum(), 150.0))  # nothing else changes
+        k = int(dark[0].sum() // 2)  # side of each corner square
+        if k == 0:
+            assert not dark.any()
+            continue
+        masked += 1
+        expected = np.zeros_like(dark)
+        for rows in (slice(0, k), slice(40 - k, 40)):
+            for cols in (slice(0, k), slice(40 - k, 40)):
+                expected[rows, cols] = True
+        assert np.array_equal(dark, expected) and k <= 0.3 * 40 + 1
+    assert 16 <= masked <= 48
+    assert np.array_equal(np.asarray(aug(x, training=False)), x)
+    assert not any(type(layer).__name__ == "RandomCornerMask"
+                   for layer in build_augmenter(AugmentConfig(**off), seed=4).layers)
+
+
+def _warp(image: np.ndarray, angle=0.0, zoom=1.0, tx=0.0, ty=0.0) -> np.ndarray:
+    """One image through affine_transforms with the given parameters."""
+    h, w = image.shape
+    one = lambda v: np.array([v], dtype=np.float32)  # noqa: E731
+    transform = affine_transforms(one(angle), one(zoom), one(tx), one(ty), float(h), float(w))
+    out = keras.ops.image.affine_transform(image[None, :, :, None].astype(np.float32), transform,
+                                           interpolation="bilinear", fill_mode="constant")
+    return np.asarray(out)[0, :, :, 0]
+
+
+def test_affine_transforms_rotate_zoom_and_shift_about_the_centre():
+    image = np.random.default_rng(0).uniform(0, 255, (9, 9)).astype(np.float32)
+    np.testing.assert_allclose(_warp(image), image, atol=1e-4)
+    quarter = _warp(image, angle=np.pi / 2)
+    assert any(np.allclose(quarter, np.rot90(image, k), atol=1e-3) for k in (1, 3))
+    # Zoom 0.5 reads the central half: every second output pixel is an input pixel of it.
+    np.testing.assert_allclose(_warp(image, zoom=0.5)[::2, ::2], image[2:7, 2:7], atol=1e-4)
+    # A shift moves the film by whole pixels and fills the uncovered edge with black.
+    shifted = _warp(image, tx=2.0, ty=-1.0)
+    np.testing.assert_allclose(shifted[1:, :-2], image[:-1, 2:], atol=1e-4)
+    assert not shifted[:, -2:].any() and not shifted[0].any()
+
+
+def _bar_angles(images: np.ndarray) -> np.ndarray:
+    """Orientation in degrees of the bright bar in each image, from its second moments."""
+    angles = []
+    for img in images[..., 0]:
+        rows, cols = np.nonzero(img > 100)
+        cov = np.cov(np.stack([cols - cols.mean(), rows - rows.mean()]))
+        angles.append(np.degrees(0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])))
+    return np.array(angles)
+
+
+def test_fused_geometry_draws_each_change_within_its_range_per_image():
+    bar = np.zeros((64, 65, 65, 1), dtype=np.float32)
+    bar[:, 31:34, 12:53] = 200.0
+    turned = np.asarray(RandomGeometry(rotation_deg=7, seed=1)(bar, training=True))
+    angles = _bar_angles(turned)
+    assert np.abs(angles).max() <= 7.5 and np.abs(angles).max() > 4 and (angles > 0).any() and (angles < 0).any()
+    dot = np.zeros((64, 65, 65, 1), dtype=np.float32)
+    dot[:, 30:35, 30:35] = 200.0
+    moved = np.asarray(RandomGeometry(shift=0.1, seed=2)(dot, training=True))[..., 0]
+    centres = np.array([[np.average(np.nonzero(m > 0)[k], weights=m[m > 0]) for k in (0, 1)] for m in moved])
+    offsets = centres - 32.0
+    assert np.abs(offsets).max() <= 0.1 * 65 + 0.5 and np.abs(offsets).max() > 3
+    assert len(np.unique(np.round(offsets, 1), axis=0)) > 32  # a fresh draw per image
+    sizes = (np.asarray(RandomGeometry(zoom_out=0.3, zoom_in=0.3, seed=3)(dot, training=True)) > 100).sum(axis=(1, 2, 3))
+    assert sizes.min() < 25 < sizes.max()  # some films zoomed out, some in
+    assert np.array_equal(np.asarray(RandomGeometry(rotation_deg=7, seed=1)(bar, training=False)), bar)
+
+
+def test_fused_augmenter_resamples_once_and_keeps_the_scanner_curve():
+    fused = build_augmenter(AugmentConfig(fused=True), seed=1)
+    kinds = [type(layer).__name__ for layer in fused.layers]
+    assert kinds.count("RandomGeometry") == 1
+    assert not {"RandomRotation", "RandomZoom", "RandomTranslation"} & set(kinds)
+    assert "RandomGeometry" not in [type(layer).__name__ for layer in build_augmenter(AugmentConfig(), seed=1).layers]
+    assert "RandomGeometry" not in [type(layer).__name__ for layer in
+                                    build_augmenter(AugmentConfig(**GEOMETRY_OFF, fused=True), seed=1).layers]
+    # exp/log computes the same gamma curve as the power op, from the same random draws.
+    x = np.random.default_rng(1).uniform(0, 255, (8, 16, 16, 1)).astype(np.float32)
+    power, exp_log = (np.asarray(RandomScanner(gamma=0.3, exp_log=flag, seed=7)(x, training=True))
+                      for flag in (False, True))
+    assert not np.allclose(power, x, atol=1)
+    np.testing.assert_allclose(exp_log, power, rtol=1e-4, atol=1e-3)
