@@ -4,11 +4,14 @@ tf.data input pipeline (never part of the saved model)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 from keras import layers
 
 from cxr_model.config import AugmentConfig
+
+TensorLike = Any  # a backend tensor or a NumPy array
 
 
 class _SeededAugmentation(layers.Layer):
@@ -77,7 +80,8 @@ class RandomGeometry(_SeededAugmentation):
             interpolation="bilinear", fill_mode="constant", fill_value=0.0)
 
 
-def affine_transforms(angle, zoom, tx, ty, h, w):
+def affine_transforms(angle: TensorLike, zoom: TensorLike, tx: TensorLike, ty: TensorLike,
+                      h: TensorLike, w: TensorLike) -> TensorLike:
     """Per-image rows [a0, a1, a2, b0, b1, b2, 0, 0] mapping an output pixel (x, y) to the input
     pixel (a0 x + a1 y + a2, b0 x + b1 y + b2): scaled by `zoom` and turned by `angle` (radians)
     about the image centre, then moved by (tx, ty) pixels."""
