@@ -1,5 +1,5 @@
-"""`cxr <step>`: the command line that dvc.yaml stages (and people) run; plus `cxr predict`
-`cxr card` for using a registered model; `cxr champion` to promote one by hand; `cxr stack`
+"""`cxr <step>`: the command line that dvc.yaml stages (and people) run; plus `cxr predict`,
+`cxr card` and `cxr assess` for using a registered model; `cxr champion` to promote one by hand; `cxr stack`
 for the team servers."""
 
 from __future__ import annotations
@@ -28,14 +28,18 @@ def setup_logging(verbose: bool = False) -> None:
 def _load_predictor(cfg: Config, model: str | None, threshold: float | None):
     from cxr_model import serving, tracking
 
-    tracking.client(cfg)  # bind MLflow to this project's store before resolving models:/ URIs
+    client = tracking.client(cfg)  # bind MLflow to this project's store before resolving models:/ URIs
     uri = serving.resolve_uri(model, cfg.mlflow.registered_model)
     settings = {"max_pixels": cfg.data.max_image_pixels, "predict": cfg.predict}
     try:
-        return serving.load_predictor(uri, threshold, settings)
+        predictor = serving.load_predictor(uri, threshold, settings)
+        version = serving.registered_version(client, uri)
     except Exception as exc:  # MLflow raises many types for a missing model or alias
         hint = " (no champion yet: run `make run` first, or pass --model)" if model is None else ""
         raise CxrError(f"cannot load model {uri}: {str(exc).splitlines()[0]}{hint}") from None
+    if version:
+        predictor.card = {**predictor.card, "version": version}
+    return predictor
 
 
 def predict(cfg: Config, args: argparse.Namespace) -> int:
@@ -62,6 +66,48 @@ def predict(cfg: Config, args: argparse.Namespace) -> int:
           + ("" if args.no_gradcam else f"; Grad-CAM overlays in {out / 'gradcam'}"))
     print("Decision support only: a clinician reads every film.")
     return 0 if not missing else 1
+
+
+def _figures(m: dict, ci: dict | None = None) -> str:
+    def one(name: str) -> str:
+        interval = f" ({ci[name]['low']:.3f}-{ci[name]['high']:.3f})" if ci and name in ci else ""
+        return f"{name} {m[name]:.3f}{interval}"
+
+    return ", ".join(one(name) for name in ("auc", "accuracy", "sensitivity", "specificity") if name in m)
+
+
+def assess(cfg: Config, args: argparse.Namespace) -> int:
+    """Measure a model on a labelled cohort of the user's own, beside its figures on the test split."""
+    from cxr_model import assessment
+
+    folder = Path(args.folder)
+    files = assessment.labelled_files(folder)
+    cohort = args.name or folder.resolve().name
+    predictor = _load_predictor(cfg, args.model, args.threshold)
+    results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False)
+    results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
+    scored = results[results["error"].isna()]
+    refused = len(results) - len(scored)
+    report = assessment.cohort_report(scored, predictor.threshold)
+    out = Path(args.out) if args.out else cfg.layout.assessment_dir(cohort)
+    paths = assessment.write_outputs(report, results, scored, out)
+    info = {"cohort": cohort, "path": str(folder.resolve()), "fingerprint": assessment.fingerprint(files),
+            "source": predictor.source, "version": predictor.card.get("version"), "refused": refused}
+    m, n_pos = report["metrics"], int(scored["y"].sum())
+    print(f"{cohort}: {len(scored)} films scored ({n_pos} PNEUMONIA, {len(scored) - n_pos} NORMAL), "
+          f"{refused} refused as unreadable or implausible (reasons in {out / 'predictions.csv'})")
+    print(f"  at the model's threshold {predictor.threshold:.3f}: {_figures(m, report['ci95'])}")
+    print(f"  at 0.5: {_figures(report['at_0_5'])}")
+    for name, group in report["by_type"].items():
+        print(f"  {name}: {group['count']} films, sensitivity {group['sensitivity']:.3f}, AUC {group['auc']:.3f}")
+    if predictor.card.get("test_metrics"):
+        print(f"  the model on its own test split: {_figures(predictor.card['test_metrics'])}")
+    if not args.no_track:
+        run_id = assessment.log_run(cfg, report, paths, info)
+        print(f"MLflow run {run_id} (kind assessment)" + (f"; tagged on version {info['version']}"
+                                                          if info["version"] else ""))
+    print(f"Outputs: {out}")
+    return 0
 
 
 def card(cfg: Config, args: argparse.Namespace) -> int:
@@ -129,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="predictions", help="folder for the summary and overlays (default: predictions)")
     p.add_argument("--threshold", type=float, help="override the model's stored decision threshold")
     p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM overlays")
+    a = sub.add_parser("assess", help="measure a model on a labelled cohort of your own (NORMAL/, PNEUMONIA/)")
+    a.add_argument("folder", help="cohort folder: images below NORMAL/ and PNEUMONIA/ folders, at any depth")
+    a.add_argument("--model", help=model_help)
+    a.add_argument("--name", help="cohort name for outputs and MLflow (default: the folder's name)")
+    a.add_argument("--out", help="output folder (default: artifacts/assess/<name>)")
+    a.add_argument("--threshold", type=float, help="override the model's stored decision threshold")
+    a.add_argument("--no-track", action="store_true", help="do not log an MLflow run or tag the version")
     c = sub.add_parser("card", help="show the model card of a registered model")
     c.add_argument("--model", help=model_help)
     c.add_argument("--json", action="store_true", help="print the card as JSON")
@@ -145,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.params)
         if args.command == "predict":
             return predict(cfg, args)
+        if args.command == "assess":
+            return assess(cfg, args)
         if args.command == "card":
             return card(cfg, args)
         if args.command == "stack":

@@ -171,6 +171,19 @@ def by_group(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float)
     return out
 
 
+def cohort_metrics(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.ndarray | None = None) -> dict:
+    """Everything reported for one scored cohort: ranking and threshold metrics, the same at 0.5,
+    bootstrap intervals, calibration and, with the positives' groups, sensitivity per group."""
+    return {
+        "metrics": {**ranking_metrics(y, p), **threshold_metrics(y, p, threshold)},
+        "at_0_5": threshold_metrics(y, p, 0.5),
+        "ci95": bootstrap_ci(y, p, threshold) if len(y) else {},
+        "calibration": calibration(y, p),
+        "by_type": by_group(y, p, groups, threshold) if groups is not None else {},
+        "count": int(len(y)),
+    }
+
+
 def evaluate_predictions(
     y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, cfg: EvaluateConfig,
     groups_val: np.ndarray | None = None, groups_test: np.ndarray | None = None,
@@ -179,14 +192,15 @@ def evaluate_predictions(
     positives' groups (pneumonia type), sensitivity per group."""
     choice = choose_threshold(y_val, p_val, cfg)
     t = float(choice["threshold"])
+    test = cohort_metrics(y_test, p_test, t, groups_test)
     return {
         "threshold": choice,
-        "test": {**ranking_metrics(y_test, p_test), **threshold_metrics(y_test, p_test, t)},
-        "test_at_0_5": threshold_metrics(y_test, p_test, 0.5),
-        "test_ci95": bootstrap_ci(y_test, p_test, t) if len(y_test) else {},
+        "test": test["metrics"],
+        "test_at_0_5": test["at_0_5"],
+        "test_ci95": test["ci95"],
         "val": {**ranking_metrics(y_val, p_val), **threshold_metrics(y_val, p_val, t)},
-        "calibration": {"val": calibration(y_val, p_val), "test": calibration(y_test, p_test)},
-        "by_type": {split: by_group(y, p, g, t) for split, y, p, g in
-                    (("val", y_val, p_val, groups_val), ("test", y_test, p_test, groups_test)) if g is not None},
+        "calibration": {"val": calibration(y_val, p_val), "test": test["calibration"]},
+        "by_type": {**({"val": by_group(y_val, p_val, groups_val, t)} if groups_val is not None else {}),
+                    **({"test": test["by_type"]} if groups_test is not None else {})},
         "counts": {"val": int(len(y_val)), "test": int(len(y_test))},
     }

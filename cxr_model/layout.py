@@ -124,6 +124,10 @@ class Layout:
     def sweep_dir(self, sweep_id: str) -> Path:
         return self.root / "sweeps" / sweep_id
 
+    # `cxr assess`: one folder per assessed cohort
+    def assessment_dir(self, cohort: str) -> Path:
+        return self.root / "assess" / cohort
+
     @property
     def active_run(self) -> Path:
         return self.root / "run" / "active.json"

@@ -15,7 +15,8 @@ INTENDED_USE = (
 )
 LIMITATIONS = [
     "Trained on one hospital's pediatric films (Guangzhou Women and Children's Medical Center); "
-    "other scanners, sites and populations may behave differently.",
+    "other scanners, sites and populations may behave differently: measure it on your own labelled "
+    "films before use (`cxr assess FOLDER`).",
     "Adult films, lateral views, CT slices and non-chest images are out of distribution: the model "
     "still outputs a probability for them. Cheap plausibility checks refuse only clearly wrong inputs "
     "(colour, blank, tiny, extreme shape).",

@@ -59,13 +59,13 @@ def confusion_matrix(counts: dict[str, int], path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def roc(y: np.ndarray, p: np.ndarray, threshold: float, path: Path, auc: float) -> Path:
+def roc(y: np.ndarray, p: np.ndarray, threshold: float, path: Path, auc: float, cohort: str = "test") -> Path:
     """ROC curve with the operating point of the chosen threshold marked."""
     fpr, tpr, _ = roc_curve(y, p)
     pred = p >= threshold
     op = (np.mean(pred[y == 0]), np.mean(pred[y == 1]))
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.plot(fpr, tpr, label=f"test AUC {auc:.3f}")
+    ax.plot(fpr, tpr, label=f"{cohort} AUC {auc:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
     ax.scatter([op[0]], [op[1]], color="red", zorder=3, label=f"threshold {threshold:.3f}")
     ax.set_xlabel("1 - specificity")

@@ -70,6 +70,18 @@ def resolve_uri(model: str | None, registered_model: str) -> str:
     return model
 
 
+def registered_version(client, uri: str) -> str | None:
+    """The version number behind a models:/name/N or models:/name@alias URI (None otherwise): a
+    card is written before its version exists, so the registry is asked."""
+    if not uri.startswith("models:/"):
+        return None
+    name, sep, alias = uri[len("models:/"):].partition("@")
+    if sep:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    name, _, version = name.partition("/")
+    return version if version.isdigit() else None
+
+
 def load_predictor(uri: str, threshold: float | None = None, settings: dict | None = None) -> Predictor:
     """A Predictor from a registered/logged cxr pyfunc, or from a bare .keras file (then the
     threshold must be given; image size comes from the model's input)."""

@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import shutil
 
 import mlflow
 import numpy as np
@@ -134,3 +135,31 @@ def test_model_card_travels_with_the_version(project, capsys):
     assert f"Brier score {metrics['calibration']['test']['brier']:.3f}" in md
     assert card["sensitivity_by_type"] == metrics["by_type"]["test"] and "| virus |" in md
     assert "bootstrap 95 % CI" in md and f"version {json.loads(cfg.layout.registration.read_text())['version']}" in md
+
+
+def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(project, tmp_path, capsys):
+    cfg, params = project
+    broken = tmp_path / "cohort" / "NORMAL" / "broken.png"
+    shutil.copytree(cfg.data_source / "test", tmp_path / "cohort")
+    broken.write_bytes(b"not an image")
+    out = tmp_path / "assessed"
+    assert cli.main(["--params", str(params), "assess", str(tmp_path / "cohort"), "--name", "site-b",
+                     "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads(cfg.layout.metrics.read_text())
+    # Same films, same model, same stored threshold: the figures of the evaluate step.
+    for name in ("auc", "accuracy", "sensitivity", "specificity"):
+        assert report["metrics"][name] == pytest.approx(metrics["test"][name], abs=1e-6)
+    assert report["count"] == metrics["counts"]["test"]
+    rows = pd.read_csv(out / "predictions.csv").set_index("path")
+    assert "not a usable image" in rows.loc[str(broken), "error"]
+    assert "1 refused" in printed and "the model on its own test split" in printed
+    client = mlflow.MlflowClient(cfg.tracking_uri, cfg.tracking_uri)
+    champion = client.get_model_version_by_alias(cfg.mlflow.registered_model, "champion")
+    assert champion.tags["assessment.site-b"].startswith(f"AUC {report['metrics']['auc']:.3f}")
+    run = client.search_runs([client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id],
+                             "tags.`cxr.kind` = 'assessment'")[0]
+    assert run.data.tags["cxr.model_version"] == str(champion.version)
+    assert run.data.metrics["cohort_auc"] == pytest.approx(report["metrics"]["auc"])
+    assert run.data.metrics["cohort_refused"] == 1

@@ -104,3 +104,24 @@ def test_cli_predicts_real_films_in_every_format_like_the_pipeline(finished, pip
         assert Path(rows.loc[Path(p).name, "heatmap"]).is_file()
     assert rows.loc["same_film.dcm", "probability"] == pytest.approx(expected[chosen[0]], abs=2e-3)
     assert "Decision support only" in proc.stdout
+
+
+def test_cli_assesses_a_real_cohort_like_the_evaluate_step(finished, tmp_path):
+    cfg, _ = finished
+    out = tmp_path / "assessed"
+    proc = subprocess.run([str(Path(sys.executable).with_name("cxr")), "--params", str(cfg.root / "params.yaml"),
+                           "assess", str(cfg.data_source / "test"), "--name", "real-test", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if not k.startswith(("CXR_", "MLFLOW_"))})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads(cfg.layout.metrics.read_text())
+    scored = pd.read_csv(out / "predictions.csv")
+    assert scored["error"].isna().all()
+    evaluated = pd.read_csv(cfg.layout.predictions).set_index("path")["probability"]
+    scored.index = [str(Path(p).relative_to(cfg.data_source)) for p in scored["path"]]
+    # Every evaluated film gets the evaluate step's probability (ingest drops exact duplicates only).
+    assert set(evaluated.index) <= set(scored.index) and len(scored) >= metrics["counts"]["test"]
+    np.testing.assert_allclose(scored.loc[evaluated.index, "probability"], evaluated, atol=1e-5)
+    assert report["count"] == len(scored)
+    assert "real-test:" in proc.stdout and "MLflow run" in proc.stdout

@@ -1,0 +1,103 @@
+"""Assess a model on a labelled cohort of the user's own (another site, a later year): the test
+split measures one cohort, and a site deciding whether to use the model needs its own figures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from cxr_model import evaluation, plots
+from cxr_model.config import Config
+from cxr_model.data import LABELS, pneumonia_type
+from cxr_model.errors import DataError
+from cxr_model.prediction import FILE_TYPES
+
+
+def labelled_files(folder: Path) -> pd.DataFrame:
+    """Every image below `folder` with its label from the nearest enclosing NORMAL or PNEUMONIA
+    folder (any depth, any case: the Kaggle layout works as it is); other images are skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"cohort folder not found: {folder}")
+    names = {label.lower(): index for index, label in enumerate(LABELS)}
+    rows = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FILE_TYPES):
+        parents = [part.lower() for part in path.relative_to(folder).parts[:-1]]
+        label = next((names[part] for part in reversed(parents) if part in names), None)
+        if label is not None:
+            rows.append({"path": str(path), "y": label, "type": pneumonia_type(path.name) if label else ""})
+    files = pd.DataFrame(rows, columns=["path", "y", "type"])
+    counts = files["y"].value_counts()
+    missing = [name for index, name in enumerate(LABELS) if not counts.get(index)]
+    if missing:
+        raise DataError(f"no {' or '.join(missing)} images under {folder}: a cohort needs images in both "
+                        f"{LABELS[0]}/ and {LABELS[1]}/ folders (at any depth) to measure the model")
+    return files
+
+
+def fingerprint(files: pd.DataFrame) -> str:
+    """Hash of the cohort's labels and file contents: the same films give the same fingerprint
+    wherever they sit, so two assessments can be told to be on the same cohort."""
+    digest = hashlib.sha256()
+    for path, label in sorted(zip(files["path"], files["y"]), key=lambda row: Path(row[0]).name):
+        digest.update(hashlib.sha256(Path(path).read_bytes()).digest() + bytes([int(label)]))
+    return digest.hexdigest()[:16]
+
+
+def cohort_report(scored: pd.DataFrame, threshold: float) -> dict:
+    """Metrics of the scored images (y, probability, type) at the model's threshold and at 0.5,
+    with bootstrap intervals, calibration and sensitivity by pneumonia type."""
+    y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
+    if len(np.unique(y)) < 2:
+        raise DataError("after refusing implausible images, the cohort holds only one class: "
+                        "no AUC, sensitivity and specificity can be measured")
+    types = scored["type"].fillna("").to_numpy(str)
+    return evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None)
+
+
+def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path) -> list[Path]:
+    """metrics.json, per-image predictions and the plots a reader looks at first."""
+    out.mkdir(parents=True, exist_ok=True)
+    y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
+    t = report["metrics"]["threshold"]
+    paths = [out / "metrics.json", out / "predictions.csv"]
+    paths[0].write_text(json.dumps(report, indent=2, default=str))
+    results.to_csv(paths[1], index=False)
+    paths += [
+        plots.confusion_matrix(evaluation.confusion(y, p, t), out / "confusion_matrix.png",
+                               f"This cohort at the model's threshold {t:.3f}"),
+        plots.roc(y, p, t, out / "roc.png", report["metrics"]["auc"]),
+        plots.reliability({"cohort": report["calibration"]}, out / "reliability.png"),
+    ]
+    return paths
+
+
+def log_run(cfg: Config, report: dict, paths: list[Path], info: dict) -> str:
+    """One MLflow run per assessment (kind "assessment"), and a tag on the registered version
+    assessed, so the registry shows how each version fared on each cohort."""
+    from cxr_model import tracking
+
+    experiment_id = tracking.connect(cfg)
+    tags = {"cxr.kind": "assessment", "cxr.cohort": info["cohort"], "cxr.cohort_path": info["path"],
+            "cxr.cohort_fingerprint": info["fingerprint"], "cxr.model_source": info["source"]}
+    if info.get("version"):
+        tags["cxr.model_version"] = str(info["version"])
+    run_id = tracking.create_run(cfg, experiment_id, f"assess-{info['cohort']}-{tracking.stamp()}", tags)
+    with mlflow.start_run(run_id=run_id):
+        tracking.log_metric_tree("cohort", report["metrics"])
+        tracking.log_metric_tree("cohort_at_0_5", report["at_0_5"])
+        tracking.log_metric_tree("cohort_ci95", report["ci95"])
+        mlflow.log_metrics({"cohort_images": report["count"], "cohort_refused": info["refused"]})
+        tracking.log_files(paths, "assessment")
+    if info.get("version"):
+        m = report["metrics"]
+        tracking.client(cfg).set_model_version_tag(
+            cfg.mlflow.registered_model, str(info["version"]), f"assessment.{info['cohort']}",
+            f"AUC {m['auc']:.3f}, sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f} "
+            f"on {report['count']} films ({info['fingerprint']}, run {run_id})")
+    return run_id

@@ -1,0 +1,67 @@
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from cxr_model import assessment
+from cxr_model.errors import DataError
+from tests.conftest import make_dataset
+
+
+def test_labels_come_from_the_nearest_class_folder_at_any_depth(tmp_path):
+    root = make_dataset(tmp_path / "site", normal_patients=2, pneumonia_patients=3, test_patients=1)
+    (root / "train" / "pneumonia").mkdir()  # another case of the folder name counts too
+    shutil.copy(next((root / "train" / "PNEUMONIA").iterdir()), root / "train" / "pneumonia" / "extra.jpeg")
+    (root / "notes").mkdir()
+    shutil.copy(next((root / "test" / "NORMAL").iterdir()), root / "notes" / "unlabelled.jpeg")
+    files = assessment.labelled_files(root)
+    by_name = files.set_index(files["path"].map(lambda p: p.split("/")[-1]))
+    assert "unlabelled.jpeg" not in by_name.index
+    assert by_name.loc["extra.jpeg", "y"] == 1
+    assert (files["y"] == 0).sum() == (2 + 1) * 2 and (files["y"] == 1).sum() == (3 + 1) * 2 + 1
+    assert set(files.loc[files["y"] == 1, "type"]) <= {"bacteria", "virus", ""}
+    assert set(files.loc[files["y"] == 0, "type"]) == {""}
+    assert set(by_name.loc[["person1_bacteria_1.jpeg"], "type"]) == {"bacteria"}
+
+
+def test_a_cohort_without_both_classes_or_without_a_folder_is_one_clear_sentence(tmp_path):
+    root = make_dataset(tmp_path / "site", test_patients=1)
+    shutil.rmtree(root / "train" / "NORMAL")
+    shutil.rmtree(root / "test" / "NORMAL")
+    with pytest.raises(DataError, match=f"no NORMAL images under {root}"):
+        assessment.labelled_files(root)
+    with pytest.raises(DataError, match="cohort folder not found"):
+        assessment.labelled_files(tmp_path / "absent")
+
+
+def test_the_fingerprint_follows_the_films_and_labels_not_where_they_sit(tmp_path):
+    root = make_dataset(tmp_path / "a", normal_patients=2, pneumonia_patients=2, test_patients=1)
+    moved = shutil.copytree(root, tmp_path / "elsewhere" / "b")
+    first, second = assessment.labelled_files(root), assessment.labelled_files(moved)
+    assert assessment.fingerprint(first) == assessment.fingerprint(second)
+    relabelled = second.assign(y=1 - second["y"])
+    assert assessment.fingerprint(relabelled) != assessment.fingerprint(first)
+
+
+def test_the_report_measures_the_scored_films_and_writes_what_a_reader_needs(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(40, int), np.ones(60, int)]
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    scored = pd.DataFrame({"y": y, "probability": p, "type": ["" if v == 0 else ("virus" if i % 3 else "bacteria")
+                                                             for i, v in enumerate(y)]})
+    report = assessment.cohort_report(scored, threshold=0.45)
+    assert report["metrics"]["auc"] == pytest.approx(roc_auc_score(y, p))
+    assert report["metrics"]["sensitivity"] == pytest.approx(np.mean(p[y == 1] >= 0.45))
+    assert report["at_0_5"]["specificity"] == pytest.approx(np.mean(p[y == 0] < 0.5))
+    assert report["ci95"]["auc"]["low"] <= report["metrics"]["auc"] <= report["ci95"]["auc"]["high"]
+    assert report["by_type"]["virus"]["count"] + report["by_type"]["bacteria"]["count"] == 60
+    assert report["count"] == 100
+    results = scored.assign(path=[f"f{i}.png" for i in range(100)], error=None)
+    paths = assessment.write_outputs(report, results, scored, tmp_path / "out")
+    assert all(path.is_file() and path.stat().st_size > 0 for path in paths)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]["threshold"] == 0.45
+    with pytest.raises(DataError, match="only one class"):
+        assessment.cohort_report(scored[scored["y"] == 1], 0.5)
