@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -38,6 +39,14 @@ def labelled_files(folder: Path) -> pd.DataFrame:
         raise DataError(f"no {' or '.join(missing)} images under {folder}: a cohort needs images in both "
                         f"{LABELS[0]}/ and {LABELS[1]}/ folders (at any depth) to measure the model")
     return files
+
+
+def cohort_name(name: str) -> str:
+    """The name checked once: it becomes a folder and part of an MLflow tag key."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", name):
+        raise DataError(f"cohort name {name!r} may hold only letters, digits, '.', '_' and '-' "
+                        f"(pass --name)")
+    return name
 
 
 def fingerprint(files: pd.DataFrame) -> str:

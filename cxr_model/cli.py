@@ -81,8 +81,8 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     from cxr_model import assessment
 
     folder = Path(args.folder)
+    cohort = assessment.cohort_name(args.name or folder.resolve().name)
     files = assessment.labelled_files(folder)
-    cohort = args.name or folder.resolve().name
     predictor = _load_predictor(cfg, args.model, args.threshold)
     results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())

@@ -35,6 +35,10 @@ def test_a_cohort_without_both_classes_or_without_a_folder_is_one_clear_sentence
         assessment.labelled_files(root)
     with pytest.raises(DataError, match="cohort folder not found"):
         assessment.labelled_files(tmp_path / "absent")
+    assert assessment.cohort_name("site-b_2026.v1") == "site-b_2026.v1"
+    for bad in ("site b", "../up", "a/b", "", "-x"):
+        with pytest.raises(DataError, match="pass --name"):
+            assessment.cohort_name(bad)
 
 
 def test_the_fingerprint_follows_the_films_and_labels_not_where_they_sit(tmp_path):
