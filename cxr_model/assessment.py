@@ -69,7 +69,8 @@ def cohort_report(scored: pd.DataFrame, threshold: float) -> dict:
     return evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None)
 
 
-def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path) -> list[Path]:
+def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path,
+                  name: str = "cohort") -> list[Path]:
     """metrics.json, per-image predictions and the plots a reader looks at first."""
     out.mkdir(parents=True, exist_ok=True)
     y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
@@ -79,9 +80,9 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
     results.to_csv(paths[1], index=False)
     paths += [
         plots.confusion_matrix(evaluation.confusion(y, p, t), out / "confusion_matrix.png",
-                               f"This cohort at the model's threshold {t:.3f}"),
-        plots.roc(y, p, t, out / "roc.png", report["metrics"]["auc"]),
-        plots.reliability({"cohort": report["calibration"]}, out / "reliability.png"),
+                               f"{name} at the model's threshold {t:.3f}"),
+        plots.roc(y, p, t, out / "roc.png", report["metrics"]["auc"], cohort=name),
+        plots.reliability({name: report["calibration"]}, out / "reliability.png"),
     ]
     return paths
 
