@@ -41,28 +41,42 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return out
 
 
+def prepare(name: str, overrides: list[str], params: Path):
+    """The experiment's settings and folder: the main pipeline's decoded arrays, and its manifest
+    too unless an override changes the data (the split's seed or fraction, the source): then
+    ingest runs again into the experiment's own folder, so the override is not silently lost."""
+    from cxr_model import steps
+    from cxr_model.config import build_config, load_config
+
+    base = load_config(params)
+    raw = apply_overrides(base.raw, overrides)
+    raw["artifacts_dir"] = str(base.artifacts / "experiments" / name)
+    raw.setdefault("mlflow", {})["experiment"] = EXPERIMENT
+    cfg = build_config(raw, base.root)
+    own_data = any(item.partition("=")[0].startswith("data.") for item in overrides)
+    cfg.artifacts.mkdir(parents=True, exist_ok=True)
+    for shared in ("cache",) if own_data else ("ingest", "cache"):
+        link = cfg.artifacts / shared
+        if not link.exists():
+            os.symlink(base.artifacts / shared, link)
+    if own_data:
+        if (cfg.artifacts / "ingest").is_symlink():  # left by an earlier run of this name without it
+            (cfg.artifacts / "ingest").unlink()
+        steps.ingest(cfg)
+    elif not base.layout.manifest.exists():
+        raise SystemExit(f"{base.layout.manifest} missing: run `cxr ingest` first")
+    return cfg
+
+
 def run(name: str, overrides: list[str], params: Path, note: str) -> dict:
     """Train and evaluate one configuration; return its results row."""
     import mlflow
 
     from cxr_model import steps, tracking
     from cxr_model.cli import setup_logging
-    from cxr_model.config import build_config, load_config
 
     setup_logging()
-    base = load_config(params)
-    raw = apply_overrides(base.raw, overrides)
-    raw["artifacts_dir"] = str(base.artifacts / "experiments" / name)
-    raw.setdefault("mlflow", {})["experiment"] = EXPERIMENT
-    cfg = build_config(raw, base.root)
-    out = cfg.artifacts
-    out.mkdir(parents=True, exist_ok=True)
-    for shared in ("ingest", "cache"):  # same manifest and decoded arrays as the main pipeline
-        link = out / shared
-        if not link.exists():
-            os.symlink(base.artifacts / shared, link)
-    if not base.layout.manifest.exists():
-        raise SystemExit(f"{base.layout.manifest} missing: run `cxr ingest` first")
+    cfg = prepare(name, overrides, params)
     fit = steps.train(cfg)
     metrics = steps.evaluate(cfg) and json.loads(cfg.layout.metrics.read_text())
     row = {

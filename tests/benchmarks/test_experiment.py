@@ -41,3 +41,32 @@ def test_overrides_set_nested_keys_with_yaml_values_on_a_copy():
     out = apply_overrides(raw, ["train.augment.noise=18", "model.filters=[8, 16]"])
     assert out["train"]["augment"]["noise"] == 18 and out["model"]["filters"] == [8, 16]
     assert raw["train"]["augment"]["noise"] == 12.0
+
+
+def test_an_override_of_the_data_gets_its_own_manifest_and_others_share_the_pipelines(tmp_path):
+    import pandas as pd
+
+    from benchmarks.experiment import prepare
+    from cxr_model import steps
+    from cxr_model.config import load_config
+    from tests.conftest import make_dataset, write_params
+
+    params = write_params(tmp_path / "project", make_dataset(tmp_path / "landing", normal_patients=20,
+                                                             pneumonia_patients=20))
+    base = load_config(params)
+    steps.ingest(base)
+
+    def val_patients(cfg):
+        manifest = pd.read_csv(cfg.layout.manifest)
+        return set(manifest.loc[manifest["split"] == "val", "patient_id"])
+
+    same = prepare("SAME", ["train.seed=43"], params)
+    assert same.layout.manifest.resolve() == base.layout.manifest.resolve()
+    (base.artifacts / "experiments" / "REDRAWN").mkdir(parents=True)
+    (base.artifacts / "experiments" / "REDRAWN" / "ingest").symlink_to(base.artifacts / "ingest")
+    pipeline_manifest = base.layout.manifest.read_bytes()
+    redrawn = prepare("REDRAWN", ["data.seed=43"], params)
+    assert base.layout.manifest.read_bytes() == pipeline_manifest  # never written through a link
+    assert not redrawn.layout.manifest.is_symlink() and not (redrawn.artifacts / "ingest").is_symlink()
+    assert redrawn.data.seed == 43 and val_patients(redrawn) != val_patients(base)
+    assert (redrawn.artifacts / "cache").resolve() == (base.artifacts / "cache").resolve()
