@@ -52,10 +52,9 @@ def cohort_name(name: str) -> str:
 def fingerprint(files: pd.DataFrame) -> str:
     """Hash of the cohort's labels and file contents: the same films give the same fingerprint
     wherever they sit, so two assessments can be told to be on the same cohort."""
-    digest = hashlib.sha256()
-    for path, label in sorted(zip(files["path"], files["y"]), key=lambda row: Path(row[0]).name):
-        digest.update(hashlib.sha256(Path(path).read_bytes()).digest() + bytes([int(label)]))
-    return digest.hexdigest()[:16]
+    films = sorted(hashlib.sha256(Path(path).read_bytes()).digest() + bytes([int(label)])
+                   for path, label in zip(files["path"], files["y"]))
+    return hashlib.sha256(b"".join(films)).hexdigest()[:16]
 
 
 def cohort_report(scored: pd.DataFrame, threshold: float) -> dict:
