@@ -28,18 +28,14 @@ def setup_logging(verbose: bool = False) -> None:
 def _load_predictor(cfg: Config, model: str | None, threshold: float | None):
     from cxr_model import serving, tracking
 
-    client = tracking.client(cfg)  # bind MLflow to this project's store before resolving models:/ URIs
+    tracking.client(cfg)  # bind MLflow to this project's store before resolving models:/ URIs
     uri = serving.resolve_uri(model, cfg.mlflow.registered_model)
     settings = {"max_pixels": cfg.data.max_image_pixels, "predict": cfg.predict}
     try:
-        predictor = serving.load_predictor(uri, threshold, settings)
-        version = serving.registered_version(client, uri)
+        return serving.load_predictor(uri, threshold, settings)
     except Exception as exc:  # MLflow raises many types for a missing model or alias
         hint = " (no champion yet: run `make run` first, or pass --model)" if model is None else ""
         raise CxrError(f"cannot load model {uri}: {str(exc).splitlines()[0]}{hint}") from None
-    if version:
-        predictor.card = {**predictor.card, "version": version}
-    return predictor
 
 
 def predict(cfg: Config, args: argparse.Namespace) -> int:

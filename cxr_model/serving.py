@@ -71,8 +71,8 @@ def resolve_uri(model: str | None, registered_model: str) -> str:
 
 
 def registered_version(client, uri: str) -> str | None:
-    """The version number behind a models:/name/N or models:/name@alias URI (None otherwise): a
-    card is written before its version exists, so the registry is asked."""
+    """The version number behind a models:/name/N or models:/name@alias URI (None otherwise): the
+    card inside a model is written before its version exists, so the registry is asked."""
     if not uri.startswith("models:/"):
         return None
     name, sep, alias = uri[len("models:/"):].partition("@")
@@ -99,6 +99,9 @@ def load_predictor(uri: str, threshold: float | None = None, settings: dict | No
     except (AttributeError, mlflow.exceptions.MlflowException):
         raise ValueError(f"{uri} is not a cxr image model (no cxr pyfunc inside)") from None
     predictor.source = uri
+    version = registered_version(mlflow.MlflowClient(), uri)
+    if version:
+        predictor.card = {**predictor.card, "version": version}
     if threshold is not None:
         predictor.threshold = threshold
     return predictor
