@@ -61,6 +61,7 @@ class ModelConfig:
     clahe_tiles: int = 8
     clahe_clip: float = 2.0
     separable: bool = False
+    pooling: str = "average"
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,7 @@ def _check(cfg: Config) -> None:
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
         (cfg.model.normalize in ("rescale", "per_image", "equalize", "clahe"),
          "model.normalize must be rescale, per_image, equalize or clahe"),
+        (cfg.model.pooling in ("average", "max", "gem"), "model.pooling must be average, max or gem"),
         (1 <= cfg.model.clahe_tiles <= 16, "model.clahe_tiles must be 1 to 16"),
         (cfg.model.clahe_clip >= 1.0, "model.clahe_clip must be >= 1 (1: no equalisation within regions)"),
         (1 <= cfg.model.convs_deep <= 3, "model.convs_deep must be 1, 2 or 3"),

@@ -56,7 +56,7 @@ def _residual_body(x, cfg: ModelConfig):
 
 
 def build_model(image_size: int, cfg: ModelConfig, seed: int, precision: str = "float32") -> keras.Model:
-    """Conv body (plain or residual), global pooling, dense head, sigmoid.
+    """Conv body (plain or residual), global pooling (average, max or GeM), dense head, sigmoid.
 
     The model takes raw 0-255 grayscale pixels and normalises them itself, so a saved model
     needs no preprocessing beyond the shared decode-and-resize. With precision
@@ -71,11 +71,46 @@ def build_model(image_size: int, cfg: ModelConfig, seed: int, precision: str = "
         keras.config.set_dtype_policy(previous)
 
 
+@keras.saving.register_keras_serializable(package="cxr")
+class GeneralizedMeanPooling(layers.Layer):
+    """Generalised-mean (GeM) pooling with a learned exponent p: 1 is the average, large p nears
+    the maximum, so the model learns how much a small opacity should outweigh the rest of the
+    film instead of having it averaged away over the whole map."""
+
+    def __init__(self, p: float = 3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_p = float(p)
+
+    def build(self, input_shape):
+        self.p = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.initial_p),
+                                 name="p", dtype="float32")
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.initial_p}
+
+    def call(self, x):
+        ops = keras.ops
+        p = ops.maximum(self.p, 1.0)  # below 1 it would no longer be a mean of the map
+        x = ops.maximum(ops.cast(x, "float32"), 1e-6)  # fractional powers: positive inputs, float32
+        return ops.power(ops.mean(ops.power(x, p), axis=(1, 2)), 1.0 / p)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
+def _global_pool(x, pooling: str):
+    if pooling == "gem":
+        return GeneralizedMeanPooling(name="gem")(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="gmp")(x)
+    return layers.GlobalAveragePooling2D(name="gap")(x)
+
+
 def _build(image_size: int, cfg: ModelConfig) -> keras.Model:
     inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
     x = normalization(inputs, cfg)
     x = _residual_body(x, cfg) if cfg.arch == "residual" else _plain_body(x, cfg)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = _global_pool(x, cfg.pooling)
     x = layers.Dropout(cfg.dropout, name="head_drop1")(x)
     x = layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(cfg.dropout, name="head_drop2")(x)

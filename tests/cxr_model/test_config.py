@@ -45,6 +45,7 @@ def _params(tmp_path: Path, mutate) -> Path:
         (lambda p: p["validate"].update(near_copy_correlation=0), "validate.near_copy_correlation must be in (0, 1]"),
         (lambda p: p["train"].update(type_head_weight=0.3, mixup=0.2), "type_head_weight and train.mixup cannot"),
         (lambda p: p["model"].update(stem_stride=3), "model.stem_stride must be 2 or 4"),
+        (lambda p: p["model"].update(pooling="attention"), "model.pooling must be average, max or gem"),
         (lambda p: p["model"].update(arch="plain", stem_stride=4), "model.stem_stride applies to arch: residual only"),
     ],
 )

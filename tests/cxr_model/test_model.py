@@ -63,3 +63,32 @@ def test_a_stride_4_stem_reads_twice_the_side_at_the_same_body_cost():
     # Only the stem's weights differ (a 4x4 kernel instead of 3x3 over one grey channel).
     assert large.count_params() - small.count_params() == 8 * (16 - 9)
     assert large.predict(grey_films(n=2, size=64), verbose=0).shape == (2, 1)
+
+
+def test_gem_pooling_spans_average_to_max_and_learns_its_exponent():
+    from cxr_model.model import GeneralizedMeanPooling
+
+    maps = np.random.default_rng(0).uniform(0.0, 2.0, size=(3, 4, 4, 5)).astype("float32")
+    at = {}
+    for p in (1.0, 3.0, 60.0):
+        pool = GeneralizedMeanPooling(p=p)
+        at[p] = keras.ops.convert_to_numpy(pool(maps))
+        assert at[p].shape == (3, 5)
+        assert len(pool.trainable_weights) == 1  # the exponent is learned
+    np.testing.assert_allclose(at[1.0], maps.mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(at[60.0], maps.max(axis=(1, 2)), rtol=0.05)
+    assert np.all(at[1.0] < at[3.0]) and np.all(at[3.0] < at[60.0])
+    # An exponent pushed below 1 acts as 1: still a mean of the map.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(GeneralizedMeanPooling(p=0.2)(maps)), at[1.0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling, layer", [("gem", "gem"), ("max", "gmp"), ("average", "gap")])
+def test_pooling_choice_builds_and_round_trips(tmp_path, pooling, layer):
+    cfg = ModelConfig(arch="residual", stem_filters=8, filters=(8, 16), dense_units=8, pooling=pooling)
+    model = build_model(32, cfg, seed=1)
+    assert model.get_layer(layer).output.shape[-1] == 16
+    x = grey_films(n=3)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
