@@ -49,12 +49,12 @@ def cohort_name(name: str) -> str:
     return name
 
 
-def fingerprint(files: pd.DataFrame) -> str:
-    """Hash of the cohort's labels and file contents: the same films give the same fingerprint
-    wherever they sit, so two assessments can be told to be on the same cohort."""
-    films = sorted(hashlib.sha256(Path(path).read_bytes()).digest() + bytes([int(label)])
-                   for path, label in zip(files["path"], files["y"]))
-    return hashlib.sha256(b"".join(films)).hexdigest()[:16]
+def fingerprint(scored: pd.DataFrame) -> str:
+    """Hash of the cohort's labels and file contents (the `sha256` that scoring recorded as it
+    read each film): the same films give the same fingerprint wherever they sit, so two
+    assessments can be told to be on the same cohort."""
+    films = sorted(f"{sha or 'unreadable'}:{int(label)}" for sha, label in zip(scored["sha256"], scored["y"]))
+    return hashlib.sha256("\n".join(films).encode()).hexdigest()[:16]
 
 
 def cohort_report(scored: pd.DataFrame, threshold: float) -> dict:

@@ -87,7 +87,7 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     report = assessment.cohort_report(scored, predictor.threshold)
     out = Path(args.out) if args.out else cfg.layout.assessment_dir(cohort)
     paths = assessment.write_outputs(report, results, scored, out, cohort)
-    info = {"cohort": cohort, "path": str(folder.resolve()), "fingerprint": assessment.fingerprint(files),
+    info = {"cohort": cohort, "path": str(folder.resolve()), "fingerprint": assessment.fingerprint(results),
             "source": predictor.source, "version": predictor.card.get("version"), "refused": refused}
     m, n_pos = report["metrics"], int(scored["y"].sum())
     print(f"{cohort}: {len(scored)} films scored ({n_pos} PNEUMONIA, {len(scored) - n_pos} NORMAL), "

@@ -4,6 +4,7 @@ for unusable inputs, and Grad-CAM overlays."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -133,9 +134,13 @@ class Predictor:
         step = self.settings.batch_size
         for start in range(0, len(paths), step):
             chunk = paths[start:start + step]
-            prepared = self.prepare_many([_read(path) for path in chunk])
+            payloads = [_read(path) for path in chunk]
+            prepared = self.prepare_many(payloads)
             frame = self.score(prepared)
             frame.insert(0, "path", [str(p) for p in chunk])
+            # The content scored, for audit (and cohort fingerprints) without reading files again.
+            frame.insert(1, "sha256", [hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else None
+                                       for data in payloads])
             frame["heatmap"] = None
             ok = [i for i, p in enumerate(prepared) if p.x is not None]
             if cam is not None and ok:
@@ -150,7 +155,7 @@ class Predictor:
             bar.update(len(chunk))
         bar.close()
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=["path", "probability", "label", "threshold", "error", "heatmap"])
+            columns=["path", "sha256", "probability", "label", "threshold", "error", "heatmap"])
 
 
 def _read(path: Path) -> bytes | Prepared:

@@ -1,5 +1,7 @@
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,7 +47,11 @@ def test_the_fingerprint_follows_the_films_and_labels_not_where_they_sit(tmp_pat
     root = make_dataset(tmp_path / "a", normal_patients=2, pneumonia_patients=2, test_patients=1)
     moved = shutil.copytree(root, tmp_path / "elsewhere" / "b")
     shutil.move(moved / "test", moved / "train" / "later")  # another layout, the same films
-    first, second = assessment.labelled_files(root), assessment.labelled_files(moved)
+    def read(folder):  # as scoring records them: each film's content hash beside its label
+        files = assessment.labelled_files(folder)
+        return files.assign(sha256=[hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in files["path"]])
+
+    first, second = read(root), read(moved)
     assert len(first) == len(second) and assessment.fingerprint(first) == assessment.fingerprint(second)
     relabelled = second.assign(y=1 - second["y"])
     assert assessment.fingerprint(relabelled) != assessment.fingerprint(first)

@@ -53,6 +53,7 @@ def test_training_cache_and_prediction_paths_give_the_same_probability(project, 
     via_training = training.predict(champion.model, cached[..., None])
     via_files = champion.predict_files([cfg.data_source / p for p in train["path"]], progress=False)
     np.testing.assert_allclose(via_files["probability"].astype(float), via_training, atol=1e-5)
+    assert list(via_files["sha256"]) == list(train["sha256"])  # each score names the content it read
     assert champion.threshold == pytest.approx(json.loads(cfg.layout.metrics.read_text())["threshold"]["threshold"])
 
 
