@@ -37,6 +37,16 @@ def software_versions() -> dict[str, str]:
     return out
 
 
+def _threshold_interval_lines(th: dict) -> list[str]:
+    ci, acc = th.get("ci95"), th.get("test_accuracy_at_ci95") or {}
+    if not ci or ci["low"] == ci["high"]:
+        return []
+    return ["", f"Drawn again from resampled validation films, the same rule would put it anywhere in "
+                f"{ci['low']:.3f}–{ci['high']:.3f} (95 %), and test accuracy at those ends would be "
+                f"{_pct(acc['low'])} and {_pct(acc['high'])}: read the accuracy, sensitivity and "
+                f"specificity below with that in mind."]
+
+
 def build_card(
     name: str, ingest: dict, train: dict, metrics: dict, model_info: dict, git_commit: str, run_id: str
 ) -> dict:
@@ -63,6 +73,8 @@ def build_card(
                                                 "within the tolerance of the best",
                              "target_sensitivity": "highest threshold keeping the target validation sensitivity",
                              "fixed": "fixed value from params"}.get(threshold["method"], threshold["method"]),
+            "ci95": threshold.get("ci95"),
+            "test_accuracy_at_ci95": {end: m["accuracy"] for end, m in metrics.get("test_at_threshold_ci95", {}).items()},
         },
         "test_metrics": {k: metrics["test"][k] for k in
                          ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy")},
@@ -157,6 +169,7 @@ def render_markdown(card: dict) -> str:
         "",
         "## Decision threshold",
         f"{th['value']:.4f} ({th['method']}): {th['how_chosen']}.",
+        *_threshold_interval_lines(th),
         "",
         f"## Test metrics ({card['test_images']} held-out images, at the threshold above)",
         "| metric | value | bootstrap 95 % CI |",

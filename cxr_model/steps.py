@@ -244,9 +244,12 @@ def evaluate(cfg: Config) -> dict:
     plots.probe_scores(metrics["val_probes"], {n: label for n, (label, _) in probes.PROBES.items()},
                        out / "validation_probes.png")
     m = metrics["test"]
+    ci, ends = metrics["threshold"]["ci95"], metrics["test_at_threshold_ci95"]
     log.info("evaluate: threshold %.4f (%s); test AUC %.4f, accuracy %.4f, sensitivity %.4f, specificity %.4f",
              t, metrics["threshold"]["method"], m["auc"], m["accuracy"], m["sensitivity"], m["specificity"])
-    return {"threshold": t, "test": m}
+    log.info("evaluate: over validation resamples the threshold would land in %.3f-%.3f (95 %%); test accuracy "
+             "at those ends %.4f and %.4f", ci["low"], ci["high"], ends["low"]["accuracy"], ends["high"]["accuracy"])
+    return {"threshold": t, "threshold_ci95": ci, "test": m, "test_at_threshold_ci95": ends}
 
 
 @step("register")
@@ -279,6 +282,7 @@ def register(cfg: Config) -> dict:
         if "train_loss" not in run.data.metrics:  # a sweep trial's run already holds its curves
             tracking.log_history(history)
         tracking.log_metric_tree("", {"test": metrics["test"], "test_at_0_5": metrics["test_at_0_5"],
+                                      "threshold_ci95": metrics["threshold"].get("ci95", {}),
                                       "val_final": metrics["val"], "val_probes": metrics.get("val_probes", {}),
                                       "calibration": {split: {k: cal[k] for k in ("brier", "ece")}
                                                       for split, cal in metrics.get("calibration", {}).items()},

@@ -65,6 +65,10 @@ def report(results: dict) -> str:
         m = ev["test"]
         lines.append(f"test @ threshold {ev['threshold']:.4f}: AUC {m['auc']:.4f}  accuracy {m['accuracy']:.4f}  "
                      f"sensitivity {m['sensitivity']:.4f}  specificity {m['specificity']:.4f}  F1 {m['f1']:.4f}")
+        if ev.get("threshold_ci95"):
+            ci, ends = ev["threshold_ci95"], ev["test_at_threshold_ci95"]
+            lines.append(f"threshold over validation resamples: {ci['low']:.3f}-{ci['high']:.3f} (95 %); "
+                         f"test accuracy at those ends {ends['low']['accuracy']:.4f} and {ends['high']['accuracy']:.4f}")
     reg = results.get("register", {})
     if reg:
         lines.append(f"registered {reg['registered_model']} version {reg['version']} (run {reg['run_id']})")

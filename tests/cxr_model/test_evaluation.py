@@ -5,7 +5,8 @@ from scipy.stats import binomtest
 from sklearn.calibration import calibration_curve
 
 from cxr_model.config import EvaluateConfig
-from cxr_model.evaluation import by_group, calibration, choose_threshold, wilson_interval, evaluate_predictions, ranking_metrics, threshold_metrics
+from cxr_model.evaluation import (by_group, calibration, choose_threshold, evaluate_predictions, ranking_metrics,
+                                  threshold_interval, threshold_metrics, wilson_interval)
 
 
 @pytest.fixture
@@ -123,3 +124,31 @@ def test_sensitivity_and_auc_per_group_of_positives(scores):
         keep = pos | (y == 0)
         assert g["auc"] == pytest.approx(skm.roc_auc_score(y[keep], p[keep]))
         assert g["sensitivity_ci95"]["low"] < g["sensitivity"] < g["sensitivity_ci95"]["high"]
+
+
+def test_the_threshold_interval_is_wide_on_a_separable_split_and_narrow_on_a_sharp_one():
+    rng = np.random.default_rng(5)
+    y = np.array([0] * 200 + [1] * 400)
+    # Nearly separable (the validation split here): a few stragglers decide the plateau's edges.
+    gap = np.concatenate([rng.uniform(0.0, 0.1, 196), rng.uniform(0.2, 0.9, 4),
+                          rng.uniform(0.95, 1.0, 394), rng.uniform(0.1, 0.8, 6)])
+    # Overlapping classes with a sharp optimum near 0.5.
+    sharp = np.clip(np.where(y == 1, rng.normal(0.6, 0.08, 600), rng.normal(0.4, 0.08, 600)), 0, 1)
+    cfg = EvaluateConfig()
+    wide, narrow = threshold_interval(y, gap, cfg), threshold_interval(y, sharp, cfg)
+    for p, ci in ((gap, wide), (sharp, narrow)):
+        assert ci["low"] <= choose_threshold(y, p, cfg)["threshold"] <= ci["high"]
+    assert wide["high"] - wide["low"] > 3 * (narrow["high"] - narrow["low"])
+    assert threshold_interval(y, gap, cfg) == wide  # seeded: the same report twice
+    fixed = EvaluateConfig(threshold_method="fixed", fixed_threshold=0.3)
+    assert threshold_interval(y, gap, fixed) == {"low": 0.3, "high": 0.3}
+
+
+def test_the_report_gives_test_accuracy_at_both_ends_of_the_threshold_interval(scores):
+    y, p = scores
+    report = evaluate_predictions(y[:200], p[:200], y[200:], p[200:], EvaluateConfig())
+    ci, ends = report["threshold"]["ci95"], report["test_at_threshold_ci95"]
+    assert ci["low"] < report["threshold"]["threshold"] < ci["high"]
+    for end in ("low", "high"):
+        assert ends[end]["threshold"] == ci[end]
+        assert ends[end]["accuracy"] == pytest.approx(np.mean((p[200:] >= ci[end]) == y[200:]))

@@ -122,6 +122,8 @@ def test_model_card_travels_with_the_version(project, capsys):
     card = json.loads(capsys.readouterr().out)
     metrics = json.loads(cfg.layout.metrics.read_text())
     assert card["threshold"]["value"] == pytest.approx(metrics["threshold"]["threshold"])
+    assert card["threshold"]["ci95"] == metrics["threshold"]["ci95"]
+    assert card["threshold"]["test_accuracy_at_ci95"]["low"] == metrics["test_at_threshold_ci95"]["low"]["accuracy"]
     assert card["training_data"]["counts"] == json.loads(cfg.layout.ingest_summary.read_text())["counts"]
     for name in ("auc", "accuracy", "sensitivity", "specificity"):
         ci = card["test_ci95"][name]
@@ -135,6 +137,8 @@ def test_model_card_travels_with_the_version(project, capsys):
     assert card["calibration"]["test"]["brier"] == pytest.approx(metrics["calibration"]["test"]["brier"])
     assert f"Brier score {metrics['calibration']['test']['brier']:.3f}" in md
     assert card["sensitivity_by_type"] == metrics["by_type"]["test"] and "| virus |" in md
+    ci = metrics["threshold"]["ci95"]
+    assert (f"{ci['low']:.3f}–{ci['high']:.3f} (95 %)" in md) == (ci["low"] < ci["high"])
     assert "bootstrap 95 % CI" in md and f"version {json.loads(cfg.layout.registration.read_text())['version']}" in md
 
 

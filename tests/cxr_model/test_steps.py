@@ -50,6 +50,7 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg):
     assert run.data.metrics["test_auc"] == pytest.approx(c["auc"])
     assert run.data.metrics["calibration_test_brier"] == pytest.approx(metrics["calibration"]["test"]["brier"])
     assert run.data.metrics["by_type_test_virus_sensitivity"] == pytest.approx(by_type["virus"]["sensitivity"])
+    assert run.data.metrics["threshold_ci95_high"] == pytest.approx(metrics["threshold"]["ci95"]["high"])
     assert len(client.get_metric_history(reg["run_id"], "val_auc")) == 1  # one per epoch
     artifacts = {a.path for a in client.list_artifacts(reg["run_id"], "evaluation")}
     assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/roc.png" in artifacts

@@ -41,6 +41,8 @@ def test_flow_tracks_and_registers_the_model(finished):
     version = client.get_model_version("cxr-pneumonia", reg["version"])
     assert version.run_id == reg["run_id"] and "threshold" in version.tags
     assert "registered cxr-pneumonia version" in proc.stdout + proc.stderr
+    ci = json.loads(cfg.layout.metrics.read_text())["threshold"]["ci95"]
+    assert f"threshold over validation resamples: {ci['low']:.3f}-{ci['high']:.3f}" in proc.stdout + proc.stderr
 
 
 def test_flow_metrics_are_consistent_and_splits_do_not_leak(finished):
