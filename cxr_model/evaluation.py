@@ -137,6 +137,9 @@ def threshold_interval(y_val: np.ndarray, p_val: np.ndarray, cfg: EvaluateConfig
         idx = rng.integers(0, len(y_val), len(y_val))
         if len(np.unique(y_val[idx])) == 2:
             picks.append(float(choose_threshold(y_val[idx], p_val[idx], cfg)["threshold"]))
+    if not picks:  # a validation split of a film or two: no resample holds both classes
+        point = float(choose_threshold(y_val, p_val, cfg)["threshold"])
+        return {"low": point, "high": point}
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(picks, [tail, 100 - tail])
     return {"low": float(low), "high": float(high)}

@@ -142,6 +142,11 @@ def test_the_threshold_interval_is_wide_on_a_separable_split_and_narrow_on_a_sha
     assert threshold_interval(y, gap, cfg) == wide  # seeded: the same report twice
     fixed = EvaluateConfig(threshold_method="fixed", fixed_threshold=0.3)
     assert threshold_interval(y, gap, fixed) == {"low": 0.3, "high": 0.3}
+    # Two films: the one seeded resample draws the same film twice; with no resample holding
+    # both classes the interval is the pick itself (np.percentile of nothing would raise).
+    tiny = threshold_interval(np.array([0, 1]), np.array([0.2, 0.8]), cfg, n_boot=1)
+    point = choose_threshold(np.array([0, 1]), np.array([0.2, 0.8]), cfg)["threshold"]
+    assert tiny["low"] <= point <= tiny["high"]
 
 
 def test_the_report_gives_test_accuracy_at_both_ends_of_the_threshold_interval(scores):
