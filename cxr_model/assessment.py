@@ -57,15 +57,20 @@ def fingerprint(scored: pd.DataFrame) -> str:
     return hashlib.sha256("\n".join(films).encode()).hexdigest()[:16]
 
 
-def cohort_report(scored: pd.DataFrame, threshold: float) -> dict:
+def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict | None = None) -> dict:
     """Metrics of the scored images (y, probability, type) at the model's threshold and at 0.5,
-    with bootstrap intervals, calibration and sensitivity by pneumonia type."""
+    with bootstrap intervals, calibration and sensitivity by pneumonia type; with the stored
+    threshold's validation interval, the same at both its ends (how much rides on where it fell)."""
     y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
     if len(np.unique(y)) < 2:
         raise DataError("after refusing implausible images, the cohort holds only one class: "
                         "no AUC, sensitivity and specificity can be measured")
     types = scored["type"].fillna("").to_numpy(str)
-    return evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None)
+    report = evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None)
+    if threshold_ci95:
+        report["at_threshold_ci95"] = {end: evaluation.threshold_metrics(y, p, threshold_ci95[end])
+                                       for end in ("low", "high")}
+    return report
 
 
 def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path,
@@ -101,6 +106,7 @@ def log_run(cfg: Config, report: dict, paths: list[Path], info: dict) -> str:
         tracking.log_metric_tree("cohort", report["metrics"])
         tracking.log_metric_tree("cohort_at_0_5", report["at_0_5"])
         tracking.log_metric_tree("cohort_ci95", report["ci95"])
+        tracking.log_metric_tree("cohort_at_threshold_ci95", report.get("at_threshold_ci95", {}))
         mlflow.log_metrics({"cohort_images": report["count"], "cohort_refused": info["refused"]})
         tracking.log_files(paths, "assessment")
     if info.get("version"):

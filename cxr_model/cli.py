@@ -84,7 +84,9 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
     scored = results[results["error"].isna()]
     refused = len(results) - len(scored)
-    report = assessment.cohort_report(scored, predictor.threshold)
+    # The stored threshold's validation interval; a threshold given by hand has none.
+    interval = predictor.card.get("threshold", {}).get("ci95") if args.threshold is None else None
+    report = assessment.cohort_report(scored, predictor.threshold, interval)
     out = Path(args.out) if args.out else cfg.layout.assessment_dir(cohort)
     paths = assessment.write_outputs(report, results, scored, out, cohort)
     info = {"cohort": cohort, "path": str(folder.resolve()), "fingerprint": assessment.fingerprint(results),
@@ -94,6 +96,8 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
           f"{refused} refused as unreadable or implausible (reasons in {out / 'predictions.csv'})")
     print(f"  at the model's threshold {predictor.threshold:.3f}: {_figures(m, report['ci95'])}")
     print(f"  at 0.5: {_figures(report['at_0_5'])}")
+    for end, m_end in report.get("at_threshold_ci95", {}).items():
+        print(f"  at the {end} end of the threshold's validation interval, {m_end['threshold']:.3f}: {_figures(m_end)}")
     for name, group in report["by_type"].items():
         print(f"  {name}: {group['count']} films, sensitivity {group['sensitivity']:.3f}, AUC {group['auc']:.3f}")
     if predictor.card.get("test_metrics"):

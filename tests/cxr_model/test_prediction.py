@@ -157,6 +157,11 @@ def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(pr
     for name in ("auc", "accuracy", "sensitivity", "specificity"):
         assert report["metrics"][name] == pytest.approx(metrics["test"][name], abs=1e-6)
     assert report["count"] == metrics["counts"]["test"]
+    # ... and the same figures at both ends of the stored threshold's validation interval.
+    for end in ("low", "high"):
+        assert report["at_threshold_ci95"][end]["accuracy"] == pytest.approx(
+            metrics["test_at_threshold_ci95"][end]["accuracy"], abs=1e-6)
+        assert f"at the {end} end of the threshold's validation interval" in printed
     rows = pd.read_csv(out / "predictions.csv").set_index("path")
     assert "not a usable image" in rows.loc[str(broken), "error"]
     assert "1 refused" in printed and "the model on its own test split" in printed
