@@ -66,11 +66,7 @@ def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict |
         raise DataError("after refusing implausible images, the cohort holds only one class: "
                         "no AUC, sensitivity and specificity can be measured")
     types = scored["type"].fillna("").to_numpy(str)
-    report = evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None)
-    if threshold_ci95:
-        report["at_threshold_ci95"] = {end: evaluation.threshold_metrics(y, p, threshold_ci95[end])
-                                       for end in ("low", "high")}
-    return report
+    return evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None, threshold_ci95)
 
 
 def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path,

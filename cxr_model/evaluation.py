@@ -129,15 +129,13 @@ def threshold_interval(y_val: np.ndarray, p_val: np.ndarray, cfg: EvaluateConfig
     split: on a nearly separable split the rule's pick moves with which films happened to be
     drawn (0.15-0.33 over six runs, results.md SP1), and one run's accuracy depends on it."""
     y_val, p_val = np.asarray(y_val), np.asarray(p_val, dtype=float)
-    if cfg.threshold_method == "fixed" or len(np.unique(y_val)) < 2:
-        return {"low": float(cfg.fixed_threshold), "high": float(cfg.fixed_threshold)}
     rng = np.random.default_rng(seed)
     picks = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(y_val), len(y_val))
         if len(np.unique(y_val[idx])) == 2:
             picks.append(float(choose_threshold(y_val[idx], p_val[idx], cfg)["threshold"]))
-    if not picks:  # a validation split of a film or two: no resample holds both classes
+    if not picks:  # one class, or a film or two: no resample holds both classes
         point = float(choose_threshold(y_val, p_val, cfg)["threshold"])
         return {"low": point, "high": point}
     tail = (1.0 - level) / 2 * 100
@@ -193,10 +191,13 @@ def by_group(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float)
     return out
 
 
-def cohort_metrics(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.ndarray | None = None) -> dict:
+def cohort_metrics(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.ndarray | None = None,
+                   threshold_ci95: dict | None = None) -> dict:
     """Everything reported for one scored cohort: ranking and threshold metrics, the same at 0.5,
-    bootstrap intervals, calibration and, with the positives' groups, sensitivity per group."""
-    return {
+    bootstrap intervals, calibration, with the positives' groups sensitivity per group, and with
+    the threshold's validation interval the threshold metrics at both its ends (reported, never
+    used to choose: how much of the accuracy is the threshold's luck)."""
+    report = {
         "metrics": {**ranking_metrics(y, p), **threshold_metrics(y, p, threshold)},
         "at_0_5": threshold_metrics(y, p, 0.5),
         "ci95": bootstrap_ci(y, p, threshold) if len(y) else {},
@@ -204,6 +205,9 @@ def cohort_metrics(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.nd
         "by_type": by_group(y, p, groups, threshold) if groups is not None else {},
         "count": int(len(y)),
     }
+    if threshold_ci95:
+        report["at_threshold_ci95"] = {end: threshold_metrics(y, p, threshold_ci95[end]) for end in ("low", "high")}
+    return report
 
 
 def evaluate_predictions(
@@ -215,14 +219,12 @@ def evaluate_predictions(
     choice = choose_threshold(y_val, p_val, cfg)
     t = float(choice["threshold"])
     choice["ci95"] = threshold_interval(y_val, p_val, cfg)
-    test = cohort_metrics(y_test, p_test, t, groups_test)
+    test = cohort_metrics(y_test, p_test, t, groups_test, choice["ci95"])
     return {
         "threshold": choice,
         "test": test["metrics"],
         "test_at_0_5": test["at_0_5"],
-        # Reported, never used to choose: how much of the test accuracy is the threshold's luck.
-        "test_at_threshold_ci95": {end: threshold_metrics(y_test, p_test, choice["ci95"][end])
-                                   for end in ("low", "high")},
+        "test_at_threshold_ci95": test["at_threshold_ci95"],
         "test_ci95": test["ci95"],
         "val": {**ranking_metrics(y_val, p_val), **threshold_metrics(y_val, p_val, t)},
         "calibration": {"val": calibration(y_val, p_val), "test": test["calibration"]},
