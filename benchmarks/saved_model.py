@@ -21,3 +21,14 @@ def load(description: str, argv: list[str] | None):
     arrays = _arrays(cfg)
     print(f"{args.model}: {len(arrays['val'])} validation, {len(arrays['test'])} test films")
     return cfg, keras.models.load_model(args.model, compile=False), arrays
+
+
+def test_figures(cfg, val, p_val, test, p_test) -> dict[str, float]:
+    """Threshold chosen on validation as the evaluate step does, then the test split's figures."""
+    from cxr_model import evaluation
+
+    m = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate)
+    t = m["test"]
+    return {"val_auc": m["val"]["auc"], "auc": t["auc"], "threshold": m["threshold"]["threshold"],
+            "accuracy": t["accuracy"], "sensitivity": t["sensitivity"], "specificity": t["specificity"],
+            "accuracy_at_0_5": m["test_at_0_5"]["accuracy"]}

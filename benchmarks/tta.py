@@ -33,8 +33,8 @@ def views(x: np.ndarray, variant: str) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.saved_model import load
-    from cxr_model import evaluation, training
+    from benchmarks.saved_model import load, test_figures
+    from cxr_model import training
 
     cfg, model, arrays = load(__doc__, argv)
     val, test = arrays["val"], arrays["test"]
@@ -46,11 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         p_val = np.mean([training.predict(model, v) for v in val_views], axis=0)
         p_test = np.mean([training.predict(model, v) for v in views(test.x, variant)], axis=0)
         ms = 1000 * (time.perf_counter() - start) / (len(val) + len(test))
-        m = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate)
-        t, v = m["test"], m["val"]
-        print(f"| {variant} | {len(val_views)} | {v['auc']:.4f} | {t['auc']:.4f} "
-              f"| {m['threshold']['threshold']:.3f} | {t['accuracy']:.4f} | {t['sensitivity']:.4f} "
-              f"| {t['specificity']:.4f} | {m['test_at_0_5']['accuracy']:.4f} | {ms:.1f} |")
+        f = test_figures(cfg, val, p_val, test, p_test)
+        print(f"| {variant} | {len(val_views)} | {f['val_auc']:.4f} | {f['auc']:.4f} | {f['threshold']:.3f} "
+              f"| {f['accuracy']:.4f} | {f['sensitivity']:.4f} | {f['specificity']:.4f} "
+              f"| {f['accuracy_at_0_5']:.4f} | {ms:.1f} |")
     return 0
 
 
