@@ -57,7 +57,7 @@ def _mix_subset(y: np.ndarray, share: float, seed: int = 0) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import roc_auc_score
 
-    from benchmarks.saved_model import load, test_figures
+    from benchmarks.saved_model import load, chosen_threshold_figures
     from cxr_model import training
     from cxr_model.probes import PROBES
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     print("test split (adapted to the test films, labels unused; no part in any decision)")
     adapted_test = adapt_batchnorm(model, test.x)
     for label, m in (("as trained", model), ("adapted", adapted_test)):
-        f = test_figures(cfg, val, p0, test, score(m, test.x))
+        f = chosen_threshold_figures(cfg, val, p0, test, score(m, test.x))
         print(f"    {label}: AUC {f['auc']:.4f}, at {f['threshold']:.3f} accuracy {f['accuracy']:.4f}, "
               f"sensitivity {f['sensitivity']:.4f}, specificity {f['specificity']:.4f}; "
               f"at 0.5 accuracy {f['accuracy_at_0_5']:.4f}")

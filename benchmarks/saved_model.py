@@ -23,7 +23,7 @@ def load(description: str, argv: list[str] | None):
     return cfg, keras.models.load_model(args.model, compile=False), arrays
 
 
-def test_figures(cfg, val, p_val, test, p_test) -> dict[str, float]:
+def chosen_threshold_figures(cfg, val, p_val, test, p_test) -> dict[str, float]:
     """Threshold chosen on validation as the evaluate step does, then the test split's figures."""
     from cxr_model import evaluation
 

@@ -33,7 +33,7 @@ def views(x: np.ndarray, variant: str) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.saved_model import load, test_figures
+    from benchmarks.saved_model import load, chosen_threshold_figures
     from cxr_model import training
 
     cfg, model, arrays = load(__doc__, argv)
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         p_val = np.mean([training.predict(model, v) for v in val_views], axis=0)
         p_test = np.mean([training.predict(model, v) for v in views(test.x, variant)], axis=0)
         ms = 1000 * (time.perf_counter() - start) / (len(val) + len(test))
-        f = test_figures(cfg, val, p_val, test, p_test)
+        f = chosen_threshold_figures(cfg, val, p_val, test, p_test)
         print(f"| {variant} | {len(val_views)} | {f['val_auc']:.4f} | {f['auc']:.4f} | {f['threshold']:.3f} "
               f"| {f['accuracy']:.4f} | {f['sensitivity']:.4f} | {f['specificity']:.4f} "
               f"| {f['accuracy_at_0_5']:.4f} | {ms:.1f} |")
