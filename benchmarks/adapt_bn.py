@@ -57,7 +57,7 @@ def _mix_subset(y: np.ndarray, share: float, seed: int = 0) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import roc_auc_score
 
-    from benchmarks.saved_model import load, chosen_threshold_figures
+    from benchmarks.saved_model import chosen_threshold_figures, load
     from cxr_model import training
     from cxr_model.probes import PROBES
 

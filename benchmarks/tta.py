@@ -33,7 +33,7 @@ def views(x: np.ndarray, variant: str) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.saved_model import load, chosen_threshold_figures
+    from benchmarks.saved_model import chosen_threshold_figures, load
     from cxr_model import training
 
     cfg, model, arrays = load(__doc__, argv)
