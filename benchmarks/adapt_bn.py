@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg, model, arrays = load(__doc__, argv)
     val, test = arrays["val"], arrays["test"]
-    score = lambda m, x: training.predict(m, x)  # noqa: E731
+    score = training.predict
     p0 = score(model, val.x)
     base = float(p0[val.y == 0].mean())
     auc0 = roc_auc_score(val.y, p0)
