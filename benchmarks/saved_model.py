@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 
 
-def load(description: str, argv: list[str] | None):
-    """Parse `--model`/`--params`; return (config, loaded Keras model, arrays by split)."""
+def load(description: str, argv: list[str] | None, several: bool = False):
+    """Parse `--model`/`--params`; return (config, loaded Keras model, arrays by split), or with
+    `several` a list of models, one per `--model` path."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="artifacts/train/model.keras")
+    parser.add_argument("--model", default=["artifacts/train/model.keras"] if several else "artifacts/train/model.keras",
+                        nargs="+" if several else None)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
 
@@ -19,8 +21,10 @@ def load(description: str, argv: list[str] | None):
 
     cfg = load_config(args.params)
     arrays = _arrays(cfg)
-    print(f"{args.model}: {len(arrays['val'])} validation, {len(arrays['test'])} test films")
-    return cfg, keras.models.load_model(args.model, compile=False), arrays
+    paths = args.model if several else [args.model]
+    print(f"{', '.join(paths)}: {len(arrays['val'])} validation, {len(arrays['test'])} test films")
+    models = [keras.models.load_model(path, compile=False) for path in paths]
+    return cfg, models if several else models[0], arrays
 
 
 def chosen_threshold_figures(cfg, val, p_val, test, p_test) -> dict[str, float]:

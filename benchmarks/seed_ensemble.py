@@ -1,0 +1,49 @@
+"""What does averaging independently trained full-length models give? (SE1 in results.md.)
+
+    python -m benchmarks.seed_ensemble --model artifacts/experiments/LRU2/train/model.keras \\
+        artifacts/experiments/LRU2-S43/train/model.keras artifacts/experiments/LRU2-S44/train/model.keras
+
+Scores every saved model on the validation and test splits once, then averages the
+probabilities of every subset of two or more, choosing each threshold on validation as the
+evaluate step does. Prints one row per member and per average: validation AUC (all and viral),
+test figures at the chosen threshold and at 0.5. Needs `cxr ingest` and the decoded-array cache.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+import numpy as np
+
+
+def averages(probabilities: list[np.ndarray]) -> dict[tuple[int, ...], np.ndarray]:
+    """Every single member and the mean probability of every subset of two or more, by indices."""
+    n = len(probabilities)
+    return {subset: np.mean([probabilities[i] for i in subset], axis=0)
+            for size in range(1, n + 1) for subset in combinations(range(n), size)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.metrics import roc_auc_score
+
+    from benchmarks.saved_model import chosen_threshold_figures, load
+    from cxr_model import training
+    from cxr_model.data import pneumonia_type
+
+    cfg, models, arrays = load(__doc__, argv, several=True)
+    val, test = arrays["val"], arrays["test"]
+    p_val = averages([training.predict(m, val.x) for m in models])
+    p_test = averages([training.predict(m, test.x) for m in models])
+    viral = np.array([pneumonia_type(path) == "virus" for path in val.paths]) | (val.y == 0)
+    print("| members | val AUC | val AUC viral | test AUC | threshold | test acc | sens | spec | acc @0.5 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for subset, pv in p_val.items():
+        f = chosen_threshold_figures(cfg, val, pv, test, p_test[subset])
+        print(f"| {' + '.join(str(i + 1) for i in subset)} | {f['val_auc']:.5f} "
+              f"| {roc_auc_score(val.y[viral], pv[viral]):.4f} | {f['auc']:.4f} | {f['threshold']:.3f} "
+              f"| {f['accuracy']:.4f} | {f['sensitivity']:.4f} | {f['specificity']:.4f} "
+              f"| {f['accuracy_at_0_5']:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
