@@ -138,6 +138,36 @@ class RandomCornerMask(_SeededAugmentation):
         return tf.where(chosen & in_rows & in_cols, tf.zeros_like(x), x)
 
 
+@keras.saving.register_keras_serializable(package="cxr")
+class RandomErase(_SeededAugmentation):
+    """Half the images get one rectangle, 2 % up to `max_share` of their area and of random
+    shape and place, filled with their mean grey: no single patch of lung may carry the answer."""
+
+    options = {"max_share": 0.0}
+
+    def call(self, x, training=True):
+        if not training or self.max_share <= 0.0:
+            return x
+        import tensorflow as tf
+
+        n, h, w = tf.shape(x)[0], tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+
+        def draw(low, high):
+            return keras.random.uniform((n, 1, 1, 1), low, high, seed=self.seed_generator)
+
+        area = draw(min(0.02, self.max_share), self.max_share)
+        ratio = tf.exp(draw(math.log(0.3), math.log(1 / 0.3)))  # height / width
+        eh = tf.round(tf.minimum(tf.sqrt(area * ratio), 1.0) * h)
+        ew = tf.round(tf.minimum(tf.sqrt(area / ratio), 1.0) * w)
+        top, left = tf.floor(draw(0.0, 1.0) * (h - eh + 1)), tf.floor(draw(0.0, 1.0) * (w - ew + 1))
+        rows = tf.range(h)[None, :, None, None]
+        cols = tf.range(w)[None, None, :, None]
+        inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
+        chosen = draw(0.0, 1.0) < 0.5
+        mean = tf.reduce_mean(x, axis=(1, 2, 3), keepdims=True)
+        return tf.where(chosen & inside, mean * tf.ones_like(x), x)
+
+
 def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     """Random geometric and intensity changes, run inside the tf.data input pipeline."""
     steps: list[layers.Layer] = []
@@ -156,6 +186,9 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     if cfg.corners > 0:
         # After the geometry, so the squares sit in the corners of what the model sees.
         steps.append(RandomCornerMask(max_share=cfg.corners, seed=seed + 10))
+    if cfg.erase > 0:
+        # Before the intensity changes, so the patch gets the same exposure and noise as the film.
+        steps.append(RandomErase(max_share=cfg.erase, seed=seed + 11))
     if cfg.brightness > 0:
         steps.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed + 3))
     if cfg.contrast > 0:

@@ -89,6 +89,29 @@ def test_corner_mask_blacks_out_four_equal_corner_squares_in_about_half_the_imag
                    for layer in build_augmenter(AugmentConfig(**off), seed=4).layers)
 
 
+def test_erase_fills_one_rectangle_with_the_mean_grey_in_about_half_the_images():
+    off = dict(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+    aug = build_augmenter(AugmentConfig(**off, erase=0.25), seed=6)
+    x = np.zeros((64, 40, 40, 1), dtype=np.float32)
+    x[:, :20] = 200.0  # top half bright, bottom dark: mean grey 100
+    out = np.asarray(aug(x, training=True))[..., 0]
+    erased, shapes = 0, set()
+    for img in out:
+        grey = img == 100.0
+        assert np.array_equal(img[~grey], x[0, ..., 0][~grey])  # nothing else changes
+        if not grey.any():
+            continue
+        erased += 1
+        rows, cols = np.flatnonzero(grey.any(axis=1)), np.flatnonzero(grey.any(axis=0))
+        assert grey[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()  # one solid rectangle
+        assert grey.sum() <= 0.25 * 40 * 40 * 1.2  # rounding to whole pixels
+        shapes.add((len(rows), len(cols)))
+    assert 16 <= erased <= 48 and len(shapes) > 5  # sizes and shapes vary
+    assert np.array_equal(np.asarray(aug(x, training=False)), x)
+    assert not any(type(layer).__name__ == "RandomErase"
+                   for layer in build_augmenter(AugmentConfig(**off), seed=6).layers)
+
+
 def _warp(image: np.ndarray, angle=0.0, zoom=1.0, tx=0.0, ty=0.0) -> np.ndarray:
     """One image through affine_transforms with the given parameters."""
     h, w = image.shape
