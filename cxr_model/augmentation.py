@@ -31,6 +31,10 @@ class _SeededAugmentation(layers.Layer):
     def get_config(self):
         return {**super().get_config(), **{name: getattr(self, name) for name in self.options}, "seed": self.seed}
 
+    def _uniform(self, shape, low: float = 0.0, high: float = 1.0):
+        """Uniform draws from this layer's seeded stream."""
+        return keras.random.uniform(shape, low, high, seed=self.seed_generator)
+
 
 @keras.saving.register_keras_serializable(package="cxr")
 class RandomScanner(_SeededAugmentation):
@@ -69,13 +73,10 @@ class RandomGeometry(_SeededAugmentation):
             return x
         shape = keras.ops.shape(x)
         n, h, w = shape[0], keras.ops.cast(shape[1], "float32"), keras.ops.cast(shape[2], "float32")
-
-        def draw(low, high):
-            return keras.random.uniform((n,), low, high, seed=self.seed_generator)
-
-        angle = draw(-1.0, 1.0) * (self.rotation_deg * math.pi / 180.0)
-        zoom = draw(1.0 - self.zoom_in, 1.0 + self.zoom_out)  # > 1 reads a larger field: zoom out
-        tx, ty = draw(-self.shift, self.shift) * w, draw(-self.shift, self.shift) * h
+        angle = self._uniform((n,), -1.0, 1.0) * (self.rotation_deg * math.pi / 180.0)
+        zoom = self._uniform((n,), 1.0 - self.zoom_in, 1.0 + self.zoom_out)  # > 1 reads a larger field: zoom out
+        tx = self._uniform((n,), -self.shift, self.shift) * w
+        ty = self._uniform((n,), -self.shift, self.shift) * h
         return keras.ops.image.affine_transform(
             x, affine_transforms(angle, zoom, tx, ty, h, w),
             interpolation="bilinear", fill_mode="constant", fill_value=0.0)
@@ -151,21 +152,19 @@ class RandomErase(_SeededAugmentation):
         import tensorflow as tf
 
         n, h, w = tf.shape(x)[0], tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
-
-        def draw(low, high):
-            return keras.random.uniform((n, 1, 1, 1), low, high, seed=self.seed_generator)
-
-        area = draw(min(0.02, self.max_share), self.max_share)
-        ratio = tf.exp(draw(math.log(0.3), math.log(1 / 0.3)))  # height / width
+        per_image = (n, 1, 1, 1)
+        area = self._uniform(per_image, min(0.02, self.max_share), self.max_share)
+        ratio = tf.exp(self._uniform(per_image, math.log(0.3), math.log(1 / 0.3)))  # height / width
         eh = tf.round(tf.minimum(tf.sqrt(area * ratio), 1.0) * h)
         ew = tf.round(tf.minimum(tf.sqrt(area / ratio), 1.0) * w)
-        top, left = tf.floor(draw(0.0, 1.0) * (h - eh + 1)), tf.floor(draw(0.0, 1.0) * (w - ew + 1))
+        top = tf.floor(self._uniform(per_image) * (h - eh + 1))
+        left = tf.floor(self._uniform(per_image) * (w - ew + 1))
         rows = tf.range(h)[None, :, None, None]
         cols = tf.range(w)[None, None, :, None]
         inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
-        chosen = draw(0.0, 1.0) < 0.5
+        chosen = self._uniform(per_image) < 0.5
         mean = tf.reduce_mean(x, axis=(1, 2, 3), keepdims=True)
-        return tf.where(chosen & inside, mean * tf.ones_like(x), x)
+        return tf.where(chosen & inside, mean, x)  # the mean broadcast over each image
 
 
 def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
