@@ -90,7 +90,7 @@ def test_corner_mask_blacks_out_four_equal_corner_squares_in_about_half_the_imag
 
 
 def test_erase_fills_one_rectangle_with_the_mean_grey_in_about_half_the_images():
-    off = dict(rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, gamma=0, blur=0, noise=0)
+    off = {**GEOMETRY_OFF, **INTENSITY_OFF}
     aug = build_augmenter(AugmentConfig(**off, erase=0.25), seed=6)
     x = np.zeros((64, 40, 40, 1), dtype=np.float32)
     x[:, :20] = 200.0  # top half bright, bottom dark: mean grey 100
