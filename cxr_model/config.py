@@ -52,6 +52,7 @@ class ModelConfig:
     filters: tuple[int, ...] = (16, 32, 64, 128, 256)
     dense_units: int = 128
     dropout: float = 0.4
+    spatial_dropout: float = 0.1
     normalize: str = "rescale"
     convs_deep: int = 1
     arch: str = "plain"
@@ -322,6 +323,8 @@ def _check(cfg: Config) -> None:
          "train.class_weights must be balanced, resample or none"),
         (len(cfg.model.filters) >= 1, "model.filters must list at least one block"),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (0.0 <= cfg.model.spatial_dropout < 1.0, "model.spatial_dropout must be in [0, 1)"),
+        (cfg.model.dense_units >= 0, "model.dense_units must be >= 0 (0: no hidden dense layer)"),
         (cfg.model.normalize in ("rescale", "per_image", "equalize", "clahe"),
          "model.normalize must be rescale, per_image, equalize or clahe"),
         (cfg.model.pooling in ("average", "max", "gem"), "model.pooling must be average, max or gem"),

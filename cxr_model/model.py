@@ -26,9 +26,15 @@ def _plain_body(x, cfg: ModelConfig):
         for j in range(cfg.convs_deep if i >= 2 else 1):
             x = _conv_bn(x, filters, f"{i + 1}" if j == 0 else f"{i + 1}_{j + 1}", separable=cfg.separable)
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
-        if i > 0:
-            x = layers.SpatialDropout2D(0.1, name=f"drop{i + 1}")(x)
+        x = _spatial_dropout(x, cfg, i)
     return x
+
+
+def _spatial_dropout(x, cfg: ModelConfig, stage: int):
+    # Whole feature maps dropped after every stage but the first: no single map can carry a cue.
+    if stage == 0 or cfg.spatial_dropout == 0:
+        return x
+    return layers.SpatialDropout2D(cfg.spatial_dropout, name=f"drop{stage + 1}")(x)
 
 
 def _residual_block(x, filters: int, name: str, strides: int, separable: bool = False):
@@ -50,8 +56,7 @@ def _residual_body(x, cfg: ModelConfig):
         x = _residual_block(x, filters, f"{i + 1}", strides=2, separable=cfg.separable)
         for j in range(1, cfg.convs_deep if i >= 2 else 1):
             x = _residual_block(x, filters, f"{i + 1}_{j + 1}", strides=1, separable=cfg.separable)
-        if i > 0:
-            x = layers.SpatialDropout2D(0.1, name=f"drop{i + 1}")(x)
+        x = _spatial_dropout(x, cfg, i)
     return x
 
 
@@ -112,8 +117,9 @@ def _build(image_size: int, cfg: ModelConfig) -> keras.Model:
     x = _residual_body(x, cfg) if cfg.arch == "residual" else _plain_body(x, cfg)
     x = _global_pool(x, cfg.pooling)
     x = layers.Dropout(cfg.dropout, name="head_drop1")(x)
-    x = layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
-    x = layers.Dropout(cfg.dropout, name="head_drop2")(x)
+    if cfg.dense_units:  # 0: the pooled features feed the sigmoid directly (a linear head)
+        x = layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
+        x = layers.Dropout(cfg.dropout, name="head_drop2")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="pneumonia", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="cxr_cnn")
 

@@ -92,3 +92,22 @@ def test_pooling_choice_builds_and_round_trips(tmp_path, pooling, layer):
     model.save(path)
     loaded = keras.models.load_model(path, compile=False)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["plain", "residual"])
+def test_spatial_dropout_and_a_linear_head_are_knobs(arch):
+    base = ModelConfig(arch=arch, stem_filters=8, filters=(8, 16, 32), dense_units=8)
+    model = build_model(32, base, seed=1)
+    drops = [layer for layer in model.layers if isinstance(layer, keras.layers.SpatialDropout2D)]
+    assert [layer.rate for layer in drops] == [0.1, 0.1]  # after every stage but the first
+    stronger = build_model(32, dataclasses.replace(base, spatial_dropout=0.3), seed=1)
+    assert [layer.rate for layer in stronger.layers if isinstance(layer, keras.layers.SpatialDropout2D)] == [0.3, 0.3]
+    none = build_model(32, dataclasses.replace(base, spatial_dropout=0.0), seed=1)
+    assert not any(isinstance(layer, keras.layers.SpatialDropout2D) for layer in none.layers)
+    linear = build_model(32, dataclasses.replace(base, dense_units=0), seed=1)
+    denses = [layer for layer in linear.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.name for layer in denses] == ["pneumonia"]
+    assert denses[0].input.shape[-1] == 32  # the pooled features of the last stage, directly
+    assert linear.count_params() < model.count_params()
+    x = grey_films(n=2)
+    assert linear.predict(x, verbose=0).shape == (2, 1)
