@@ -116,6 +116,26 @@ class RandomResolution(_SeededAugmentation):
 
 
 @keras.saving.register_keras_serializable(package="cxr")
+class RandomAspect(_SeededAugmentation):
+    """Each image stretched along one random axis: a centred crop keeping 1 - s of the height or
+    of the width (s uniform up to `max_share`), resized back. The sources were squashed to
+    squares from films of many shapes, so how squashed a film looks must not carry the answer."""
+
+    options = {"max_share": 0.0}
+
+    def call(self, x, training=True):
+        if not training or self.max_share <= 0.0:
+            return x
+        import tensorflow as tf
+
+        n, size = tf.shape(x)[0], tf.shape(x)[1:3]
+        share = self._uniform((n,), -self.max_share, self.max_share)  # > 0: taller, < 0: wider
+        keep_h, keep_w = 1.0 - tf.maximum(share, 0.0), 1.0 + tf.minimum(share, 0.0)
+        boxes = tf.stack([(1 - keep_h) / 2, (1 - keep_w) / 2, (1 + keep_h) / 2, (1 + keep_w) / 2], axis=1)
+        return tf.image.crop_and_resize(x, boxes, tf.range(n), size)
+
+
+@keras.saving.register_keras_serializable(package="cxr")
 class RandomCornerMask(_SeededAugmentation):
     """Half the images get their four corners blacked out, squares of a random share of the
     side up to `max_share`: side markers and burned-in text differ by site, so they must not
@@ -170,6 +190,8 @@ class RandomErase(_SeededAugmentation):
 def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     """Random geometric and intensity changes, run inside the tf.data input pipeline."""
     steps: list[layers.Layer] = []
+    if cfg.aspect > 0:  # first: the squash happened before anything else did to the film
+        steps.append(RandomAspect(max_share=cfg.aspect, seed=seed + 12))
     # zoom_in widens the zoom range on the zoom-in side alone (random crops of the chest), so
     # tight framing, common in one cohort's pneumonia films, stops being a class cue.
     zoom_in = max(cfg.zoom, cfg.zoom_in)

@@ -79,6 +79,7 @@ class AugmentConfig:
     downscale: float = 1.0
     corners: float = 0.0
     erase: float = 0.0
+    aspect: float = 0.0
     noise: float = 0.0
     horizontal_flip: bool = False
     fused: bool = False
@@ -350,6 +351,7 @@ def _check(cfg: Config) -> None:
         (1.0 <= cfg.train.augment.downscale <= 4.0, "train.augment.downscale must be in [1, 4]"),
         (0.0 <= cfg.train.augment.corners <= 0.4, "train.augment.corners must be in [0, 0.4]"),
         (0.0 <= cfg.train.augment.erase <= 0.5, "train.augment.erase must be in [0, 0.5]"),
+        (0.0 <= cfg.train.augment.aspect <= 0.5, "train.augment.aspect must be in [0, 0.5]"),
         (cfg.train.precision in ("float32", "mixed_bfloat16"), "train.precision must be float32 or mixed_bfloat16"),
         (
             cfg.evaluate.threshold_method in ("youden_midrange", "target_sensitivity", "fixed"),

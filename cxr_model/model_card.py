@@ -104,7 +104,7 @@ def _probe_lines(ratios: dict[str, float]) -> list[str]:
 
     listed = ", ".join(f"{PROBES[n][0] if n in PROBES else n} ×{r:.1f}" for n, r in ratios.items())
     return ["## Shortcut probes (validation films)",
-            "Mean P(pneumonia) of the validation NORMAL films when only their framing, exposure, "
+            "Mean P(pneumonia) of the validation NORMAL films when only their framing, aspect, exposure, "
             "sharpness, corner markers, tilt, noise, resolution or compression change, as a multiple "
             "of the unchanged films' (×1.0: no effect; large values warn that films from another "
             f"site may be over-called): {listed}.", ""]

@@ -1,5 +1,5 @@
 """Shortcut probes: does the model's score for the same validation films move when nothing but
-their framing, exposure, sharpness, corner markers, tilt, noise, resolution or compression
+their framing, aspect, exposure, sharpness, corner markers, tilt, noise, resolution or compression
 changes? A model that reads the lungs stays flat; one that leans on how a site takes its films
 does not, and would fail on another site."""
 
@@ -11,13 +11,15 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 
-def centre_crop(x: np.ndarray, crop: float) -> np.ndarray:
-    """Centred crop keeping `crop` of each side, resized back: a (n, s, s, 1) uint8 batch zoomed in."""
+def centre_crop(x: np.ndarray, crop: float, crop_width: float | None = None) -> np.ndarray:
+    """Centred crop keeping `crop` of the height and `crop_width` (default: the same) of the
+    width, resized back: a (n, s, s, 1) uint8 batch zoomed in, stretched if the two differ."""
     import tensorflow as tf
 
     size = x.shape[1]
-    lo, hi = (1 - crop) / 2, 1 - (1 - crop) / 2
-    boxes = np.tile([[lo, lo, hi, hi]], (len(x), 1)).astype(np.float32)
+    keep_w = crop if crop_width is None else crop_width
+    box = [(1 - crop) / 2, (1 - keep_w) / 2, 1 - (1 - crop) / 2, 1 - (1 - keep_w) / 2]
+    boxes = np.tile([box], (len(x), 1)).astype(np.float32)
     zoomed = tf.image.crop_and_resize(x.astype(np.float32), boxes, np.arange(len(x)), (size, size))
     return _to_uint8(zoomed.numpy())
 
@@ -97,6 +99,10 @@ def _to_uint8(y: np.ndarray) -> np.ndarray:
 PROBES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "crop_90": ("centre crop 90 %", lambda x: centre_crop(x, 0.9)),
     "crop_80": ("centre crop 80 %", lambda x: centre_crop(x, 0.8)),
+    # The sources were squashed to squares from films of many shapes, so how much a film is
+    # squashed can itself tell the classes apart; these stretch one side by 1/0.85.
+    "taller_85": ("stretched vertically (85 % of the height kept)", lambda x: centre_crop(x, 0.85, 1.0)),
+    "wider_85": ("stretched horizontally (85 % of the width kept)", lambda x: centre_crop(x, 1.0, 0.85)),
     "gamma_0_67": ("gamma 0.67", lambda x: exposed(x, gamma=0.67)),
     "gamma_1_5": ("gamma 1.5", lambda x: exposed(x, gamma=1.5)),
     "contrast_60": ("contrast squeezed to 60 %", lambda x: exposed(x, squeeze=0.6)),

@@ -112,6 +112,27 @@ def test_erase_fills_one_rectangle_with_the_mean_grey_in_about_half_the_images()
                    for layer in build_augmenter(AugmentConfig(**off), seed=6).layers)
 
 
+def test_aspect_stretches_each_image_along_one_axis_only():
+    off = {**GEOMETRY_OFF, **INTENSITY_OFF}
+    aug = build_augmenter(AugmentConfig(**off, aspect=0.25), seed=7)
+    x = np.zeros((64, 40, 40, 1), dtype=np.float32)
+    x[:, 10:30, 10:30] = 200.0  # a centred square, 20 px a side
+    out = np.asarray(aug(x, training=True))[..., 0]
+    taller = wider = 0
+    for img in out:
+        bright = img > 100.0
+        height = np.flatnonzero(bright.any(axis=1)).size
+        width = np.flatnonzero(bright.any(axis=0)).size
+        assert min(height, width) == 20  # one side keeps its length
+        assert max(height, width) <= 20 / 0.75 + 1  # the other grows by at most 1 / (1 - 0.25)
+        taller += height > 21
+        wider += width > 21
+    assert taller > 10 and wider > 10  # both directions, drawn per image
+    assert np.array_equal(np.asarray(aug(x, training=False)), x)
+    assert not any(type(layer).__name__ == "RandomAspect"
+                   for layer in build_augmenter(AugmentConfig(**off), seed=7).layers)
+
+
 def _warp(image: np.ndarray, angle=0.0, zoom=1.0, tx=0.0, ty=0.0) -> np.ndarray:
     """One image through affine_transforms with the given parameters."""
     h, w = image.shape

@@ -16,6 +16,10 @@ def test_centre_crop_zooms_in_on_the_middle():
     crop = probes.centre_crop(x, 0.5)
     assert crop.shape == x.shape and crop.dtype == np.uint8
     assert (crop[:, 2:-2, 2:-2] > 150).all()  # the square now fills the frame
+    taller = probes.centre_crop(x, 0.5, 1.0)  # half the height kept, all the width: stretched
+    assert (taller[:, 2:-2, 12:28] > 150).all() and (taller[:, :, :8] < 50).all()
+    wider = probes.PROBES["wider_85"][1](x)  # 85 % of the width kept: the square 20 -> 23.5 px wide
+    assert (wider[:, 20, 9:31] > 150).all() and (wider[:, 20, :7] < 50).all() and (wider[:, 5:9, 20] < 50).all()
 
 
 def test_exposure_blur_sharpen_and_corners_change_what_they_say():
