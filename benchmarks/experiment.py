@@ -112,6 +112,11 @@ def robustness(metrics: dict) -> dict:
     return {"val_probe_ratios": probes, "val_auc_by_type": by_type}
 
 
+def read_rows(path: Path = RESULTS) -> list[dict]:
+    """Every recorded run, in the order they ran."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _figure(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -147,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true", help="print the results table and exit")
     args = parser.parse_args(argv)
     if args.table:
-        rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
-        print(table(rows))
+        print(table(read_rows()))
         return 0
     if not args.name:
         parser.error("a NAME is needed (or --table)")

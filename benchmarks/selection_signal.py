@@ -5,15 +5,15 @@
 Every configuration was chosen on validation (results.md). This measures, after the fact and
 deciding nothing, how well each validation signal the rules read agrees with the test figures
 over all recorded runs: Spearman rank correlation with a bootstrap 95 % interval that resamples
-configurations (a configuration's seeds are not independent runs), and how much of the spread in test figures is seed-to-seed noise (runs differing only in
-train.seed). A signal whose correlation interval spans 0 could not have picked the better test
-model, however carefully the rules were written.
+configurations (a configuration's seeds are not independent runs), and how much of the spread
+in test figures is seed-to-seed noise (runs differing only in train.seed). A signal whose
+correlation interval spans 0 could not have picked the better test model, however carefully
+the rules were written.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import defaultdict
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from benchmarks.experiment import RESULTS
+from benchmarks.experiment import RESULTS, read_rows
 
 SIGNALS = {  # name -> value from a row, higher meaning "the rules prefer it"
     "val AUC": lambda r: r["val_auc"],
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS, help="experiments.jsonl to read")
     args = parser.parse_args(argv)
-    rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+    rows = read_rows(args.results)
     if len(rows) < 4:
         raise SystemExit(f"{args.results}: {len(rows)} runs recorded; rank agreement needs at least 4")
     print(report(rows))

@@ -131,8 +131,14 @@ class RandomAspect(_SeededAugmentation):
         n, size = tf.shape(x)[0], tf.shape(x)[1:3]
         share = self._uniform((n,), -self.max_share, self.max_share)  # > 0: taller, < 0: wider
         keep_h, keep_w = 1.0 - tf.maximum(share, 0.0), 1.0 + tf.minimum(share, 0.0)
-        boxes = tf.stack([(1 - keep_h) / 2, (1 - keep_w) / 2, (1 + keep_h) / 2, (1 + keep_w) / 2], axis=1)
-        return tf.image.crop_and_resize(x, boxes, tf.range(n), size)
+        return tf.image.crop_and_resize(x, centred_crop_boxes(keep_h, keep_w), tf.range(n), size)
+
+
+def centred_crop_boxes(keep_h: TensorLike, keep_w: TensorLike) -> TensorLike:
+    """crop_and_resize boxes (y1, x1, y2, x2 in 0-1) of centred crops keeping those shares of
+    the height and width, one per image: the aspect augmentation and the framing and aspect
+    probes crop the same way."""
+    return keras.ops.stack([(1 - keep_h) / 2, (1 - keep_w) / 2, (1 + keep_h) / 2, (1 + keep_w) / 2], axis=1)
 
 
 @keras.saving.register_keras_serializable(package="cxr")

@@ -16,11 +16,13 @@ def centre_crop(x: np.ndarray, crop: float, crop_width: float | None = None) -> 
     width, resized back: a (n, s, s, 1) uint8 batch zoomed in, stretched if the two differ."""
     import tensorflow as tf
 
-    size = x.shape[1]
-    keep_w = crop if crop_width is None else crop_width
-    box = [(1 - crop) / 2, (1 - keep_w) / 2, 1 - (1 - crop) / 2, 1 - (1 - keep_w) / 2]
-    boxes = np.tile([box], (len(x), 1)).astype(np.float32)
-    zoomed = tf.image.crop_and_resize(x.astype(np.float32), boxes, np.arange(len(x)), (size, size))
+    from cxr_model.augmentation import centred_crop_boxes
+
+    n, size = len(x), x.shape[1]
+    keep_h = np.full(n, crop, np.float32)
+    keep_w = keep_h if crop_width is None else np.full(n, crop_width, np.float32)
+    boxes = centred_crop_boxes(keep_h, keep_w)
+    zoomed = tf.image.crop_and_resize(x.astype(np.float32), boxes, np.arange(n), (size, size))
     return _to_uint8(zoomed.numpy())
 
 
