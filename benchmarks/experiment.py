@@ -106,10 +106,11 @@ def run(name: str, overrides: list[str], params: Path, note: str) -> dict:
 
 def robustness(metrics: dict) -> dict:
     """What the selection rules read besides validation AUC (results.md): each shortcut probe's
-    NORMAL ratio, and validation AUC per pneumonia type."""
+    NORMAL ratio, validation AUC per pneumonia type and with the squash scrambled."""
     probes = {name: p["normal_ratio"] for name, p in metrics.get("val_probes", {}).items()}
     by_type = {kind: v["auc"] for kind, v in metrics.get("by_type", {}).get("val", {}).items()}
-    return {"val_probe_ratios": probes, "val_auc_by_type": by_type}
+    return {"val_probe_ratios": probes, "val_auc_by_type": by_type,
+            "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc")}
 
 
 def read_rows(path: Path = RESULTS) -> list[dict]:

@@ -82,6 +82,7 @@ def build_card(
         "test_at_0_5": {k: metrics["test_at_0_5"][k] for k in ("accuracy", "sensitivity", "specificity")},
         "test_images": metrics.get("counts", {}).get("test"),
         "validation_auc": metrics["val"]["auc"],
+        "validation_auc_aspect_jittered": metrics.get("val_aspect_jitter_auc"),
         "calibration": {split: {k: cal[k] for k in ("brier", "ece")}
                         for split, cal in metrics.get("calibration", {}).items()},
         "sensitivity_by_type": metrics.get("by_type", {}).get("test", {}),
@@ -96,7 +97,7 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f} %"
 
 
-def _probe_lines(ratios: dict[str, float]) -> list[str]:
+def _probe_lines(ratios: dict[str, float], jittered_auc: float | None = None) -> list[str]:
     """How the score of validation NORMAL films moves when one thing about the film changes."""
     if not ratios:
         return []
@@ -107,7 +108,10 @@ def _probe_lines(ratios: dict[str, float]) -> list[str]:
             "Mean P(pneumonia) of the validation NORMAL films when only their framing, aspect, exposure, "
             "sharpness, corner markers, tilt, noise, resolution or compression change, as a multiple "
             "of the unchanged films' (×1.0: no effect; large values warn that films from another "
-            f"site may be over-called): {listed}.", ""]
+            f"site may be over-called): {listed}.",
+            *([] if jittered_auc is None else [
+                "", f"Validation AUC with every film stretched along a random axis by up to 30 % (the squash "
+                f"of the sources scrambled): {jittered_auc:.4f}."]), ""]
 
 
 def _calibration_lines(cal: dict[str, dict[str, float]]) -> list[str]:
@@ -181,7 +185,7 @@ def render_markdown(card: dict) -> str:
         "",
         *_type_lines(card.get("sensitivity_by_type") or {}),
         *_calibration_lines(card.get("calibration") or {}),
-        *_probe_lines(card.get("shortcut_probes") or {}),
+        *_probe_lines(card.get("shortcut_probes") or {}, card.get("validation_auc_aspect_jittered")),
         "## Known limitations",
         *[f"- {item}" for item in card["limitations"]],
         "",

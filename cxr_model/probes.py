@@ -14,13 +14,33 @@ from sklearn.metrics import roc_auc_score
 def centre_crop(x: np.ndarray, crop: float, crop_width: float | None = None) -> np.ndarray:
     """Centred crop keeping `crop` of the height and `crop_width` (default: the same) of the
     width, resized back: a (n, s, s, 1) uint8 batch zoomed in, stretched if the two differ."""
+    keep_h = np.full(len(x), crop, np.float32)
+    keep_w = keep_h if crop_width is None else np.full(len(x), crop_width, np.float32)
+    return _cropped(x, keep_h, keep_w)
+
+
+def aspect_jittered(x: np.ndarray, max_share: float, seed: int) -> np.ndarray:
+    """Each film stretched along a random axis, keeping 1 - |s| of that side (s uniform in
+    +-max_share, a fixed draw): the squash scrambled, as films from another hospital arrive."""
+    s = np.random.default_rng(seed).uniform(-max_share, max_share, len(x)).astype(np.float32)
+    return _cropped(x, 1.0 - np.maximum(s, 0.0), 1.0 + np.minimum(s, 0.0))
+
+
+def aspect_jittered_auc(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
+                        max_share: float = 0.3, draws: int = 4) -> float:
+    """Mean AUC over `draws` aspect-jittered copies (seeds 0, 1, ...): validation AUC with the
+    squash cue, which the validation films share with training, scrambled (results.md AS3)."""
+    return float(np.mean([roc_auc_score(y, predict(aspect_jittered(x, max_share, seed)))
+                          for seed in range(draws)]))
+
+
+def _cropped(x: np.ndarray, keep_h: np.ndarray, keep_w: np.ndarray) -> np.ndarray:
+    """Per film, the centred crop keeping those shares of the height and width, resized back."""
     import tensorflow as tf
 
     from cxr_model.augmentation import centred_crop_boxes
 
     n, size = len(x), x.shape[1]
-    keep_h = np.full(n, crop, np.float32)
-    keep_w = keep_h if crop_width is None else np.full(n, crop_width, np.float32)
     boxes = centred_crop_boxes(keep_h, keep_w)
     zoomed = tf.image.crop_and_resize(x.astype(np.float32), boxes, np.arange(n), (size, size))
     return _to_uint8(zoomed.numpy())

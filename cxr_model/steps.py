@@ -226,6 +226,7 @@ def evaluate(cfg: Config) -> dict:
     metrics = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate, types_val, types_test)
     # Validation only: shortcuts that would cost specificity on another site's films.
     metrics["val_probes"] = probes.run_probes(lambda x: training.predict(model, x), val.x, val.y, p_val)
+    metrics["val_aspect_jitter_auc"] = probes.aspect_jittered_auc(lambda x: training.predict(model, x), val.x, val.y)
     _write_json(lay.metrics, metrics)
     t = metrics["threshold"]["threshold"]
     names = np.array(LABELS)
@@ -284,6 +285,7 @@ def register(cfg: Config) -> dict:
         tracking.log_metric_tree("", {"test": metrics["test"], "test_at_0_5": metrics["test_at_0_5"],
                                       "threshold_ci95": metrics["threshold"].get("ci95", {}),
                                       "val_final": metrics["val"], "val_probes": metrics.get("val_probes", {}),
+                                      "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
                                       "calibration": {split: {k: cal[k] for k in ("brier", "ece")}
                                                       for split, cal in metrics.get("calibration", {}).items()},
                                       "by_type": metrics.get("by_type", {}),

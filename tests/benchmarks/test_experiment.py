@@ -7,7 +7,7 @@ def _metrics(noise: float, half_res: float) -> dict:
     probes = {"as_is": 1.0, "noise_10": noise, "half_res": half_res, "gamma_1_5": 1.01}
     return {"val_probes": {k: {"auc": 0.99, "normal_ratio": v} for k, v in probes.items()},
             "by_type": {"val": {"virus": {"auc": 0.9931}, "bacteria": {"auc": 0.9972}},
-                        "test": {"virus": {"auc": 0.5}}}}
+                        "test": {"virus": {"auc": 0.5}}}, "val_aspect_jitter_auc": 0.9876}
 
 
 def _row(name: str, val_auc: float, **extra) -> dict:
@@ -21,7 +21,8 @@ def test_robustness_keeps_every_probe_ratio_and_the_validation_auc_per_type():
     kept = robustness(_metrics(noise=1.55, half_res=1.2))
     assert kept["val_probe_ratios"]["noise_10"] == 1.55 and len(kept["val_probe_ratios"]) == 4
     assert kept["val_auc_by_type"] == {"virus": 0.9931, "bacteria": 0.9972}  # validation, never test
-    assert robustness({}) == {"val_probe_ratios": {}, "val_auc_by_type": {}}
+    assert kept["val_aspect_jitter_auc"] == 0.9876
+    assert robustness({}) == {"val_probe_ratios": {}, "val_auc_by_type": {}, "val_aspect_jitter_auc": None}
 
 
 def test_table_names_the_largest_probe_and_marks_rows_recorded_without_probes():

@@ -134,6 +134,8 @@ def test_model_card_travels_with_the_version(project, capsys):
         metrics["val_probes"]["contrast_60"]["normal_ratio"], abs=0.005)
     md = cfg.layout.model_card.read_text()
     assert "Shortcut probes (validation films)" in md and "corners blacked out ×" in md
+    assert card["validation_auc_aspect_jittered"] == metrics["val_aspect_jitter_auc"]
+    assert f"(the squash of the sources scrambled): {metrics['val_aspect_jitter_auc']:.4f}" in md
     assert card["calibration"]["test"]["brier"] == pytest.approx(metrics["calibration"]["test"]["brier"])
     assert f"Brier score {metrics['calibration']['test']['brier']:.3f}" in md
     assert card["sensitivity_by_type"] == metrics["by_type"]["test"] and "| virus |" in md

@@ -22,6 +22,41 @@ def test_centre_crop_zooms_in_on_the_middle():
     assert (wider[:, 20, 9:31] > 150).all() and (wider[:, 20, :7] < 50).all() and (wider[:, 5:9, 20] < 50).all()
 
 
+def _squares(n: int = 20, size: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A bright square per film, PNEUMONIA films' a little taller than wide: a pure aspect cue."""
+    x = np.zeros((n, size, size, 1), dtype=np.uint8)
+    y = np.array([0, 1] * (n // 2))
+    for i, label in enumerate(y):
+        half_h = 8 + 2 * label + (i % 5) * 0.2
+        x[i, int(20 - half_h):int(20 + half_h), 12:28] = 200
+    return x, y
+
+
+def _height_over_width(v: np.ndarray) -> np.ndarray:
+    bright = v[..., 0] > 100
+    return bright.any(axis=2).sum(axis=1) / np.maximum(bright.any(axis=1).sum(axis=1), 1)
+
+
+def test_aspect_jitter_stretches_each_film_its_own_way_and_repeats_per_seed():
+    x, _ = _squares()
+    a, b = probes.aspect_jittered(x, 0.3, seed=0), probes.aspect_jittered(x, 0.3, seed=1)
+    assert a.shape == x.shape and a.dtype == np.uint8
+    assert (a == probes.aspect_jittered(x, 0.3, seed=0)).all() and not (a == b).all()
+    ratios = _height_over_width(a) / _height_over_width(x)
+    assert ratios.min() < 0.95 and ratios.max() > 1.05  # some wider, some taller
+    assert (probes.aspect_jittered(x, 0.0, seed=0) == x).all()
+
+
+def test_aspect_jittered_auc_exposes_a_model_reading_the_squash():
+    x, y = _squares()
+    assert probes.aspect_jittered_auc(_height_over_width, x, np.asarray(y)) < 0.9  # plain AUC: 1.0
+
+    def blind(v: np.ndarray) -> np.ndarray:
+        return np.where(np.arange(len(v)) % 2 == 1, 0.9, 0.1)
+
+    assert probes.aspect_jittered_auc(blind, x, y) == 1.0
+
+
 def test_exposure_blur_sharpen_and_corners_change_what_they_say():
     x, _ = _films()
     darker = probes.exposed(x, gamma=1.5)

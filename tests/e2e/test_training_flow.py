@@ -29,7 +29,8 @@ def test_flow_tracks_and_registers_the_model(finished):
     assert len(client.get_metric_history(reg["run_id"], "val_auc")) == cfg.train.epochs * cfg.model.ensemble
     assert len(client.get_metric_history(reg["run_id"], "train_loss")) == cfg.train.epochs * cfg.model.ensemble
     for name in ("test_auc", "test_accuracy", "test_sensitivity", "test_specificity", "test_at_0_5_accuracy",
-                 "val_probes_contrast_60_normal_ratio", "val_probes_corners_masked_auc"):
+                 "val_probes_contrast_60_normal_ratio", "val_probes_corners_masked_auc",
+                 "val_aspect_jitter_auc"):
         assert name in run.data.metrics
     logged = {a.path for folder in ("evaluation", "training", "profile", "validation")
               for a in client.list_artifacts(reg["run_id"], folder)}
