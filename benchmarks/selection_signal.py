@@ -27,6 +27,7 @@ from benchmarks.experiment import RESULTS, read_rows
 SIGNALS = {  # name -> value from a row, higher meaning "the rules prefer it"
     "val AUC": lambda r: r["val_auc"],
     "val AUC viral": lambda r: r.get("val_auc_by_type", {}).get("virus"),
+    "val AUC aspect-jittered": lambda r: r.get("val_aspect_jitter_auc"),
     "minus largest probe": lambda r: -max(
         (v for k, v in r.get("val_probe_ratios", {}).items() if k != "as_is"), default=np.nan),
 }
@@ -82,6 +83,8 @@ def report(rows: list[dict]) -> str:
     groups = [configuration(r) for r in rows]
     for s_name, signal in SIGNALS.items():
         x = np.array([np.nan if signal(r) is None else signal(r) for r in rows], dtype=float)
+        if (~np.isnan(x)).sum() < 4:  # recorded by too few runs (a signal added later) to rank
+            continue
         for o_name, outcome in OUTCOMES.items():
             a = rank_agreement(x, np.array([outcome(r) for r in rows], dtype=float), groups)
             lines.append(f"| {s_name} | {o_name} | {a['runs']} ({a['configurations']}) "
