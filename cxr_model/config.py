@@ -132,6 +132,8 @@ class PromoteConfig:
     min_val_auc: float = 0.95
     min_val_sensitivity: float = 0.9
     max_auc_drop: float = 0.005
+    max_probe_ratio: float = 0.0         # 0: off
+    max_aspect_jitter_drop: float = 0.0  # 0: off
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,9 @@ def _check(cfg: Config) -> None:
         (cfg.model.stem_stride == 2 or cfg.model.arch == "residual", "model.stem_stride applies to arch: residual only"),
         (1 <= cfg.model.ensemble <= 5, "model.ensemble must be 1 to 5 members"),
         (cfg.retrain.max_concurrent_runs >= 1, "retrain.max_concurrent_runs must be >= 1"),
+        (cfg.promote.max_probe_ratio == 0 or cfg.promote.max_probe_ratio > 1,
+         "promote.max_probe_ratio must be above 1 (a NORMAL score multiple), or 0 for no gate"),
+        (cfg.promote.max_aspect_jitter_drop >= 0, "promote.max_aspect_jitter_drop must be >= 0 (0: no gate)"),
         (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
         (cfg.train.early_stopping_start >= 0, "train.early_stopping_start must be >= 0"),

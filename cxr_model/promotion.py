@@ -30,8 +30,10 @@ class Decision:
 def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Decision:
     """Gate the candidate on its validation metrics, then compare it with the champion.
 
-    `candidate` holds val_auc, val_sensitivity (at its stored threshold) and eval_auc;
-    `champion` holds eval_auc of the current champion on the same evaluation images, or is None.
+    `candidate` holds val_auc, val_sensitivity (at its stored threshold) and eval_auc, and for
+    the shortcut gates probe_ratios (NORMAL score multiple per shortcut probe) and
+    val_aspect_jitter_auc; `champion` holds eval_auc of the current champion on the same
+    evaluation images, or is None.
     """
     reasons, ok = [], True
     if candidate["val_auc"] < gates.min_val_auc:
@@ -41,6 +43,9 @@ def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Deci
         ok = False
         reasons.append(f"validation sensitivity {candidate['val_sensitivity']:.4f} < gate "
                        f"{gates.min_val_sensitivity}")
+    for reason in shortcut_failures(candidate, gates):
+        ok = False
+        reasons.append(reason)
     if ok:
         reasons.append(f"passes gates (validation AUC {candidate['val_auc']:.4f}, "
                        f"sensitivity {candidate['val_sensitivity']:.4f})")
@@ -56,6 +61,28 @@ def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Deci
         else:
             reasons.append(f"{compare}: within margin {gates.max_auc_drop}")
     return Decision(ok, reasons)
+
+
+def shortcut_failures(candidate: dict, gates: PromoteConfig) -> list[str]:
+    """Why a model that leans on how this site takes its films must not serve another site:
+    a shortcut probe past its gate, or validation AUC that falls when the squash is scrambled."""
+    out = []
+    if gates.max_probe_ratio > 0:
+        ratios = candidate.get("probe_ratios") or {}
+        if not ratios:
+            out.append("no shortcut probes recorded (re-run evaluate)")
+        for name, ratio in sorted(ratios.items(), key=lambda item: -item[1]):
+            if ratio > gates.max_probe_ratio:
+                out.append(f"shortcut probe {name}: validation NORMAL films score {ratio:.2f}x > gate "
+                           f"{gates.max_probe_ratio}")
+    if gates.max_aspect_jitter_drop > 0:
+        jittered = candidate.get("val_aspect_jitter_auc")
+        if jittered is None:
+            out.append("no aspect-jittered validation AUC recorded (re-run evaluate)")
+        elif candidate["val_auc"] - jittered > gates.max_aspect_jitter_drop:
+            out.append(f"validation AUC falls {candidate['val_auc'] - jittered:.4f} with the aspect scrambled "
+                       f"> gate {gates.max_aspect_jitter_drop}")
+    return out
 
 
 def current_champion(client: MlflowClient, name: str) -> str | None:

@@ -344,7 +344,8 @@ def promote(cfg: Config) -> dict:
         y = (test["label"] == data.LABELS[1]).to_numpy(dtype=int)
         champion = {"version": champion_version, "eval_auc": evaluation.ranking_metrics(y, p)["auc"]}
     candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],
-                 "eval_auc": metrics["test"]["auc"]}
+                 "eval_auc": metrics["test"]["auc"], "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
+                 "probe_ratios": {k: v["normal_ratio"] for k, v in metrics.get("val_probes", {}).items() if k != "as_is"}}
     decision = promotion.decide(candidate, champion, cfg.promote)
     if champion_version == version:
         decision = promotion.Decision(True, ["already the champion"])

@@ -87,7 +87,8 @@ def write_params(folder: Path, source: Path, **overrides: dict) -> Path:
     params["model"]["dense_units"] = 16
     params["train"]["epochs"] = 1
     params["train"]["batch_size"] = 16
-    params["promote"].update(min_val_auc=0.0, min_val_sensitivity=0.0)  # tiny models: gates tested apart
+    params["promote"].update(min_val_auc=0.0, min_val_sensitivity=0.0,  # tiny models: gates tested apart
+                             max_probe_ratio=0.0, max_aspect_jitter_drop=0.0)
     params["mlflow"]["tracking_uri"] = "sqlite:///mlruns/mlflow.db"
     params["mlflow"]["artifact_root"] = "mlruns/artifacts"
     for section, values in overrides.items():

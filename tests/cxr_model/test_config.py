@@ -47,6 +47,8 @@ def _params(tmp_path: Path, mutate) -> Path:
         (lambda p: p["model"].update(stem_stride=3), "model.stem_stride must be 2 or 4"),
         (lambda p: p["model"].update(pooling="attention"), "model.pooling must be average, max or gem"),
         (lambda p: p["model"].update(arch="plain", stem_stride=4), "model.stem_stride applies to arch: residual only"),
+        (lambda p: p["promote"].update(max_probe_ratio=0.8), "promote.max_probe_ratio must be above 1"),
+        (lambda p: p["promote"].update(max_aspect_jitter_drop=-0.1), "promote.max_aspect_jitter_drop must be >= 0"),
     ],
 )
 def test_bad_params_are_refused_with_the_key_named(tmp_path, mutate, message):

@@ -37,6 +37,26 @@ def test_failing_gate_blocks_even_the_first_model(kwargs, reason):
     assert not d.promote and reason in d.sentence()
 
 
+SHORTCUT_GATES = PromoteConfig(min_val_auc=0.95, min_val_sensitivity=0.9, max_auc_drop=0.005,
+                               max_probe_ratio=2.0, max_aspect_jitter_drop=0.02)
+
+
+def test_shortcut_gates_block_a_model_leaning_on_how_the_site_takes_its_films():
+    robust = {**cand(), "probe_ratios": {"crop_80": 1.6, "taller_85": 1.5}, "val_aspect_jitter_auc": 0.985}
+    assert promotion.decide(robust, None, SHORTCUT_GATES).promote
+    squash = {**robust, "probe_ratios": {"crop_80": 1.6, "taller_85": 5.25}, "val_aspect_jitter_auc": 0.945}
+    d = promotion.decide(squash, None, SHORTCUT_GATES)
+    assert not d.promote
+    assert "shortcut probe taller_85: validation NORMAL films score 5.25x > gate 2.0" in d.sentence()
+    assert "validation AUC falls 0.0450 with the aspect scrambled > gate 0.02" in d.sentence()
+    assert "crop_80" not in d.sentence()
+    # Gates off (0): the same model passes; gates on without the figures: refused, with why.
+    assert promotion.decide(squash, None, GATES).promote
+    d = promotion.decide(cand(), None, SHORTCUT_GATES)
+    assert not d.promote and "no shortcut probes recorded" in d.sentence()
+    assert "no aspect-jittered validation AUC recorded" in d.sentence()
+
+
 def registry_with_versions(tmp_path, versions: int):
     """A throwaway registry holding model "m" with this many versions."""
     client = mlflow_client(f"sqlite:///{tmp_path / 'db.sqlite'}")
