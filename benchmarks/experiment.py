@@ -123,10 +123,11 @@ def _figure(value: float | None, digits: int) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table of every row, best validation AUC first (rows recorded before the probes
-    and types were kept show — there)."""
-    head = ("| run | overrides | val AUC | val AUC viral | largest probe | noise probe | test AUC | threshold "
-            "| test acc | sens | spec | acc @0.5 | epochs | train s | img/s |\n" + "|---" * 15 + "|")
+    """Markdown table of every row, best validation AUC first (rows recorded before the probes,
+    types or the aspect-jittered AUC were kept show — there)."""
+    head = ("| run | overrides | val AUC | val AUC viral | val AUC aspect-jittered | largest probe | noise probe "
+            "| test AUC | threshold | test acc | sens | spec | acc @0.5 | epochs | train s | img/s |\n"
+            + "|---" * 16 + "|")
     lines = [head]
     for r in sorted(rows, key=lambda r: -r["val_auc"]):
         t, t5 = r["test"], r["test_at_0_5"]
@@ -135,6 +136,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['name']} | {' '.join(r['overrides']) or '(params.yaml)'} | {r['val_auc']:.4f} "
             f"| {_figure(r.get('val_auc_by_type', {}).get('virus'), 4)} "
+            f"| {_figure(r.get('val_aspect_jitter_auc'), 4)} "
             f"| {_figure(probes.get(largest), 2)}{f' ({largest})' if largest else ''} "
             f"| {_figure(probes.get('noise_10'), 2)} | {t['auc']:.4f} "
             f"| {r['threshold']:.3f} | {t['accuracy']:.4f} | {t['sensitivity']:.4f} | {t['specificity']:.4f} "

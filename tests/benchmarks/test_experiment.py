@@ -32,8 +32,8 @@ def test_table_names_the_largest_probe_and_marks_rows_recorded_without_probes():
     header = [c.strip() for c in lines[0].split("|")[2:-1]]
     new, old = dict(zip(header, cells["NEW"])), dict(zip(header, cells["OLD"]))
     assert new["largest probe"] == "1.60 (half_res)" and new["noise probe"] == "1.10"
-    assert new["val AUC viral"] == "0.9931"
-    assert old["largest probe"] == old["noise probe"] == old["val AUC viral"] == "—"
+    assert new["val AUC viral"] == "0.9931" and new["val AUC aspect-jittered"] == "0.9876"
+    assert old["largest probe"] == old["noise probe"] == old["val AUC viral"] == old["val AUC aspect-jittered"] == "—"
     assert lines[2].startswith("| OLD")  # best validation AUC first
 
 
