@@ -20,10 +20,14 @@ LIMITATIONS = [
     "Adult films, lateral views, CT slices and non-chest images are out of distribution: the model "
     "still outputs a probability for them. Cheap plausibility checks refuse only clearly wrong inputs "
     "(colour, blank, tiny, extreme shape).",
-    "The validation split is nearly separable, so validation metrics overstate performance on new "
-    "cohorts; the test metrics of this card are the honest estimate, with bootstrap 95 % intervals.",
+    "The validation split comes from the same hospital and shares its way of taking films, so "
+    "validation metrics overstate performance on new cohorts; the test metrics of this card are the "
+    "honest estimate, with bootstrap 95 % intervals.",
     "Separates NORMAL from PNEUMONIA only (bacterial and viral together); other findings are not detected.",
-    "Images are squashed to a square without keeping the aspect ratio, as the training data was.",
+    "Images are squashed to a square without keeping the aspect ratio, as the training data was. How "
+    "squashed a film looks differed between the training classes; training stretches films at random "
+    "so the model leans on it far less (see the shortcut probes), but films squashed very differently "
+    "from these may still be over- or under-called.",
 ]
 
 
