@@ -47,8 +47,14 @@ def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Deci
         ok = False
         reasons.append(reason)
     if ok:
-        reasons.append(f"passes gates (validation AUC {candidate['val_auc']:.4f}, "
-                       f"sensitivity {candidate['val_sensitivity']:.4f})")
+        passed = [f"validation AUC {candidate['val_auc']:.4f}", f"sensitivity {candidate['val_sensitivity']:.4f}"]
+        if gates.max_probe_ratio > 0:
+            name, ratio = max(candidate["probe_ratios"].items(), key=lambda item: item[1])
+            passed.append(f"largest shortcut probe {name} {ratio:.2f}x")
+        if gates.max_aspect_jitter_drop > 0:
+            passed.append(f"{candidate['val_auc'] - candidate['val_aspect_jitter_auc']:.4f} lower with the "
+                          "aspect scrambled")
+        reasons.append(f"passes gates ({', '.join(passed)})")
     if champion is None:
         reasons.append("no current champion")
     else:

@@ -43,7 +43,8 @@ SHORTCUT_GATES = PromoteConfig(min_val_auc=0.95, min_val_sensitivity=0.9, max_au
 
 def test_shortcut_gates_block_a_model_leaning_on_how_the_site_takes_its_films():
     robust = {**cand(), "probe_ratios": {"crop_80": 1.6, "taller_85": 1.5}, "val_aspect_jitter_auc": 0.985}
-    assert promotion.decide(robust, None, SHORTCUT_GATES).promote
+    d = promotion.decide(robust, None, SHORTCUT_GATES)
+    assert d.promote and "largest shortcut probe crop_80 1.60x, 0.0050 lower with the aspect scrambled" in d.sentence()
     squash = {**robust, "probe_ratios": {"crop_80": 1.6, "taller_85": 5.25}, "val_aspect_jitter_auc": 0.945}
     d = promotion.decide(squash, None, SHORTCUT_GATES)
     assert not d.promote
