@@ -68,6 +68,15 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg):
     assert str(client.get_model_version_by_alias("cxr-pneumonia", "champion").version) == reg["version"]
     assert client.get_model_version("cxr-pneumonia", second["version"]).tags["promotion.decision"] == "rejected"
 
+    # The shortcut gate reads the evaluate step's probes: set just under the largest, it names it.
+    ratios = {k: v["normal_ratio"] for k, v in metrics["val_probes"].items() if k != "as_is"}
+    largest = max(ratios, key=ratios.get)
+    leaning = dataclasses.replace(cfg, promote=dataclasses.replace(cfg.promote, max_probe_ratio=0.99 * ratios[largest]))
+    steps.register(leaning)
+    outcome = steps.promote(leaning)
+    assert not outcome["promoted"] and any(f"shortcut probe {largest}:" in r for r in outcome["reasons"])
+    assert str(client.get_model_version_by_alias("cxr-pneumonia", "champion").version) == reg["version"]
+
 
 def test_failed_validation_records_a_failed_run_and_registers_nothing(cfg, dataset, capsys):
     (dataset / "test" / "NORMAL" / "IM-0777-0001.jpeg").write_bytes(b"\xff\xd8\xff broken")
