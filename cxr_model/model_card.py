@@ -55,6 +55,8 @@ def build_card(
     name: str, ingest: dict, train: dict, metrics: dict, model_info: dict, git_commit: str, run_id: str
 ) -> dict:
     """The card as a dict (stored as JSON; the Markdown is rendered from it)."""
+    from cxr_model.probes import normal_ratios
+
     threshold = metrics["threshold"]
     return {
         "model": name,
@@ -90,8 +92,7 @@ def build_card(
         "calibration": {split: {k: cal[k] for k in ("brier", "ece")}
                         for split, cal in metrics.get("calibration", {}).items()},
         "sensitivity_by_type": metrics.get("by_type", {}).get("test", {}),
-        "shortcut_probes": {name: round(r["normal_ratio"], 2)
-                            for name, r in metrics.get("val_probes", {}).items() if name != "as_is"},
+        "shortcut_probes": {name: round(ratio, 2) for name, ratio in normal_ratios(metrics.get("val_probes", {})).items()},
         "limitations": LIMITATIONS,
         "software": software_versions(),
     }

@@ -152,6 +152,12 @@ def run_probes(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np
     return out
 
 
+def normal_ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each probe's NORMAL score multiple from run_probes' results (the unchanged films left out):
+    what the probe rule, the promotion gate and the model card read."""
+    return {name: r["normal_ratio"] for name, r in results.items() if name != "as_is"}
+
+
 def _summary(y: np.ndarray, p: np.ndarray, base: float) -> dict[str, float]:
     normal = float(p[y == 0].mean())
     return {"auc": float(roc_auc_score(y, p)), "normal_mean_p": normal,

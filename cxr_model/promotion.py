@@ -43,17 +43,13 @@ def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Deci
         ok = False
         reasons.append(f"validation sensitivity {candidate['val_sensitivity']:.4f} < gate "
                        f"{gates.min_val_sensitivity}")
-    for reason in shortcut_failures(candidate, gates):
+    failures, figures = shortcut_gates(candidate, gates)
+    if failures:
         ok = False
-        reasons.append(reason)
+        reasons.extend(failures)
     if ok:
-        passed = [f"validation AUC {candidate['val_auc']:.4f}", f"sensitivity {candidate['val_sensitivity']:.4f}"]
-        if gates.max_probe_ratio > 0:
-            name, ratio = max(candidate["probe_ratios"].items(), key=lambda item: item[1])
-            passed.append(f"largest shortcut probe {name} {ratio:.2f}x")
-        if gates.max_aspect_jitter_drop > 0:
-            passed.append(f"{candidate['val_auc'] - candidate['val_aspect_jitter_auc']:.4f} lower with the "
-                          "aspect scrambled")
+        passed = [f"validation AUC {candidate['val_auc']:.4f}", f"sensitivity {candidate['val_sensitivity']:.4f}",
+                  *figures]
         reasons.append(f"passes gates ({', '.join(passed)})")
     if champion is None:
         reasons.append("no current champion")
@@ -69,26 +65,33 @@ def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Deci
     return Decision(ok, reasons)
 
 
-def shortcut_failures(candidate: dict, gates: PromoteConfig) -> list[str]:
-    """Why a model that leans on how this site takes its films must not serve another site:
-    a shortcut probe past its gate, or validation AUC that falls when the squash is scrambled."""
-    out = []
+def shortcut_gates(candidate: dict, gates: PromoteConfig) -> tuple[list[str], list[str]]:
+    """Why a model that leans on how this site takes its films must not serve another site (a
+    shortcut probe past its gate, or validation AUC that falls when the squash is scrambled),
+    and the figures each gate that is on read: (failures, figures)."""
+    failures, figures = [], []
     if gates.max_probe_ratio > 0:
         ratios = candidate.get("probe_ratios") or {}
         if not ratios:
-            out.append("no shortcut probes recorded (re-run evaluate)")
+            failures.append("no shortcut probes recorded (re-run evaluate)")
+        else:
+            name, ratio = max(ratios.items(), key=lambda item: item[1])
+            figures.append(f"largest shortcut probe {name} {ratio:.2f}x")
         for name, ratio in sorted(ratios.items(), key=lambda item: -item[1]):
             if ratio > gates.max_probe_ratio:
-                out.append(f"shortcut probe {name}: validation NORMAL films score {ratio:.2f}x > gate "
-                           f"{gates.max_probe_ratio}")
+                failures.append(f"shortcut probe {name}: validation NORMAL films score {ratio:.2f}x > gate "
+                                f"{gates.max_probe_ratio}")
     if gates.max_aspect_jitter_drop > 0:
         jittered = candidate.get("val_aspect_jitter_auc")
         if jittered is None:
-            out.append("no aspect-jittered validation AUC recorded (re-run evaluate)")
-        elif candidate["val_auc"] - jittered > gates.max_aspect_jitter_drop:
-            out.append(f"validation AUC falls {candidate['val_auc'] - jittered:.4f} with the aspect scrambled "
-                       f"> gate {gates.max_aspect_jitter_drop}")
-    return out
+            failures.append("no aspect-jittered validation AUC recorded (re-run evaluate)")
+        else:
+            drop = candidate["val_auc"] - jittered
+            figures.append(f"{drop:.4f} lower with the aspect scrambled")
+            if drop > gates.max_aspect_jitter_drop:
+                failures.append(f"validation AUC falls {drop:.4f} with the aspect scrambled "
+                                f"> gate {gates.max_aspect_jitter_drop}")
+    return failures, figures
 
 
 def current_champion(client: MlflowClient, name: str) -> str | None:

@@ -225,8 +225,11 @@ def evaluate(cfg: Config) -> dict:
     types_val, types_test = (np.array([data.pneumonia_type(path) for path in a.paths]) for a in (val, test))
     metrics = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate, types_val, types_test)
     # Validation only: shortcuts that would cost specificity on another site's films.
-    metrics["val_probes"] = probes.run_probes(lambda x: training.predict(model, x), val.x, val.y, p_val)
-    metrics["val_aspect_jitter_auc"] = probes.aspect_jittered_auc(lambda x: training.predict(model, x), val.x, val.y)
+    def predict(x: np.ndarray) -> np.ndarray:
+        return training.predict(model, x)
+
+    metrics["val_probes"] = probes.run_probes(predict, val.x, val.y, p_val)
+    metrics["val_aspect_jitter_auc"] = probes.aspect_jittered_auc(predict, val.x, val.y)
     _write_json(lay.metrics, metrics)
     t = metrics["threshold"]["threshold"]
     names = np.array(LABELS)
@@ -325,7 +328,7 @@ def register(cfg: Config) -> dict:
 @step("promote")
 def promote(cfg: Config) -> dict:
     """Move the champion alias to the new version if it passes the gates and the comparison."""
-    from cxr_model import data, evaluation, preprocess, promotion, serving, tracking
+    from cxr_model import data, evaluation, preprocess, probes, promotion, serving, tracking
 
     lay = cfg.layout
     reg = _read_json(lay.registration)
@@ -345,7 +348,7 @@ def promote(cfg: Config) -> dict:
         champion = {"version": champion_version, "eval_auc": evaluation.ranking_metrics(y, p)["auc"]}
     candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],
                  "eval_auc": metrics["test"]["auc"], "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
-                 "probe_ratios": {k: v["normal_ratio"] for k, v in metrics.get("val_probes", {}).items() if k != "as_is"}}
+                 "probe_ratios": probes.normal_ratios(metrics.get("val_probes", {}))}
     decision = promotion.decide(candidate, champion, cfg.promote)
     if champion_version == version:
         decision = promotion.Decision(True, ["already the champion"])
