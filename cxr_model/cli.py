@@ -13,7 +13,18 @@ from pathlib import Path
 from cxr_model.config import Config, load_config
 from cxr_model.errors import CxrError
 
-STEP_NAMES = ("import-data", "ingest", "validate", "profile", "train", "evaluate", "register", "promote")
+# The pipeline steps in flow order, with what each leaves behind (the `cxr --help` lines).
+STEP_HELP = {
+    "import-data": "bring the landing folder in as a DVC dataset version (a no-op when nothing changed)",
+    "ingest": "scan the images into artifacts/ingest/manifest.csv, with the duplicate report",
+    "validate": "decode every image once and run the Great Expectations suite; exit 1 on a critical rule",
+    "profile": "class counts, size and intensity histograms and sample grids per split",
+    "train": "fit the CNN on the cached arrays: artifacts/train/model.keras, history, curves",
+    "evaluate": "threshold on validation, then test metrics, plots and shortcut probes",
+    "register": "one MLflow run and a new version of the registered model",
+    "promote": "move the champion alias to the new version if it passes the gates",
+}
+STEP_NAMES = tuple(STEP_HELP)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -166,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STEP_NAMES:
-        sub.add_parser(name, help=f"run the {name} step")
+        sub.add_parser(name, help=STEP_HELP[name])
     model_help = ("model to use: a registered version number, @alias, models:/ or runs:/ URI, an MLflow "
                   "model folder, or a .keras file (default: models:/<registered_model>@champion)")
     p = sub.add_parser("predict", help="score new images (JPEG, PNG, DICOM) with a registered model")

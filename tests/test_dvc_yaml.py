@@ -5,6 +5,7 @@ from pathlib import Path
 import yaml
 
 from cxr_model.cli import STEP_NAMES
+from cxr_model.steps import STEPS
 from cxr_model.layout import Layout
 from flows.training import PIPELINE
 from tests.conftest import ROOT
@@ -20,6 +21,7 @@ def test_every_stage_runs_a_cxr_step_in_flow_order():
     assert list(stages) == [name for name, _ in PIPELINE]
     for name, stage in stages.items():
         assert stage["cmd"] == f"cxr {name}" and name in STEP_NAMES
+    assert list(STEP_NAMES) == list(STEPS), "every library step needs its `cxr` command, in flow order"
 
 
 def test_every_declared_output_is_a_layout_path():
