@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
@@ -271,7 +272,10 @@ def _build(cls: type, values: object, where: str):
     known = {f.name for f in dataclasses.fields(cls) if f.name not in ("root", "raw")}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) in '{where}': {', '.join(unknown)}")
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        place = f"in '{where}'" if where else "at the top level"
+        raise ConfigError(f"unknown key(s) {place}: {', '.join(unknown)}{hint}")
     kwargs = {}
     for name, value in values.items():
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
@@ -395,7 +399,10 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"{params_path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{params_path} must hold a mapping of sections")
-    return build_config(raw, params_path.parent)
+    try:
+        return build_config(raw, params_path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{params_path}: {exc}") from exc
 
 
 def with_overrides(cfg: Config, overrides: dict[str, object]) -> Config:

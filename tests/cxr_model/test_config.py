@@ -37,7 +37,8 @@ def _params(tmp_path: Path, mutate) -> Path:
     "mutate, message",
     [
         (lambda p: p["train"].update(epochs="ten"), "'train.epochs' must be a whole number"),
-        (lambda p: p["train"].update(epochz=3), "unknown key(s) in 'train': epochz"),
+        (lambda p: p["train"].update(epochz=3), "unknown key(s) in 'train': epochz (did you mean epochs?)"),
+        (lambda p: p.update(trian=p.pop("train")), "unknown key(s) at the top level: trian (did you mean train?)"),
         (lambda p: p["data"].update(val_fraction=0.9), "data.val_fraction must be in (0, 0.5)"),
         (lambda p: p["evaluate"].update(threshold_method="max_f1"), "evaluate.threshold_method"),
         (lambda p: p["train"]["augment"].update(horizontal_flip="yes"), "horizontal_flip' must be true or false"),
@@ -52,9 +53,10 @@ def _params(tmp_path: Path, mutate) -> Path:
     ],
 )
 def test_bad_params_are_refused_with_the_key_named(tmp_path, mutate, message):
+    path = _params(tmp_path, mutate)
     with pytest.raises(ConfigError) as err:
-        load_config(_params(tmp_path, mutate))
-    assert message in str(err.value)
+        load_config(path)
+    assert message in str(err.value) and str(err.value).startswith(f"{path}: ")
 
 
 def test_missing_params_file_is_a_clear_error(tmp_path):
