@@ -15,3 +15,7 @@ class DataError(CxrError):
 
 class ValidationFailed(CxrError):
     """A critical data expectation failed, so training must not start."""
+
+
+class MissingInput(CxrError):
+    """A step ran before the step that writes its input."""

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cxr_model.config import Config
-from cxr_model.errors import DataError, ValidationFailed
+from cxr_model.errors import DataError, MissingInput, ValidationFailed
 
 log = logging.getLogger("cxr.steps")
 
@@ -27,8 +27,15 @@ def _write_json(path: Path, payload: dict) -> Path:
     return path
 
 
+def _require(path: Path) -> Path:
+    """An earlier step's output; when it is missing, the error names the step to run first."""
+    if not path.exists():
+        raise MissingInput(f"{path} not found (run the {path.parent.name} step first)")
+    return path
+
+
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
+    return json.loads(_require(path).read_text())
 
 
 def _evidence(cfg: Config) -> list[Path]:
@@ -219,7 +226,7 @@ def evaluate(cfg: Config) -> dict:
 
     lay = cfg.layout
     arrays = _arrays(cfg)
-    model = keras.models.load_model(lay.model, compile=False)
+    model = keras.models.load_model(_require(lay.model), compile=False)
     val, test = arrays["val"], arrays["test"]
     p_val, p_test = training.predict(model, val.x), training.predict(model, test.x)
     types_val, types_test = (np.array([data.pneumonia_type(path) for path in a.paths]) for a in (val, test))

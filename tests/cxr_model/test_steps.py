@@ -99,6 +99,15 @@ def test_cli_prints_one_sentence_for_a_missing_landing_folder(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command, first", [("register", "ingest"), ("promote", "register")])
+def test_cli_names_the_step_to_run_first_when_an_input_is_missing(tmp_path, capsys, command, first):
+    params = write_params(tmp_path / "p", tmp_path / "data")
+    assert cli.main(["--params", str(params), command]) == 1
+    err = capsys.readouterr().err
+    assert f"cxr {command}: " in err and f"(run the {first} step first)" in err
+    assert "Traceback" not in err
+
+
 def test_retrain_decision_skips_only_the_champion_data_or_a_rejected_repeat(tmp_path):
     """The scheduled retrain's skip rule, on a registry of versions tagged as the flow tags them."""
     cfg = load_config(write_params(tmp_path / "project", tmp_path / "landing"))
