@@ -2,6 +2,8 @@
 
     python -m benchmarks.experiment NAME --set model.arch=residual --set train.epochs=20
     python -m benchmarks.experiment --table          # the results table, as Markdown
+    python -m benchmarks.experiment NAME --blind ... # no test figure printed (judge on validation first)
+    python -m benchmarks.experiment --table --blind --only NAME   # validation columns of a series
 
 Each run trains and evaluates through the same library steps as the flow, in
 artifacts/experiments/NAME (sharing the main manifest and decoded-array cache, so run
@@ -122,27 +124,41 @@ def _figure(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def table(rows: list[dict]) -> str:
+def _largest_probe(r: dict) -> str:
+    probes = {k: v for k, v in r.get("val_probe_ratios", {}).items() if k != "as_is"}
+    largest = max(probes, key=probes.get) if probes else None
+    return f"{_figure(probes.get(largest), 2)}{f' ({largest})' if largest else ''}"
+
+
+# (header, cell, reads the test split): a blind table leaves out the last kind.
+COLUMNS = [
+    ("run", lambda r: r["name"], False),
+    ("overrides", lambda r: " ".join(r["overrides"]) or "(params.yaml)", False),
+    ("val AUC", lambda r: f"{r['val_auc']:.4f}", False),
+    ("val AUC viral", lambda r: _figure(r.get("val_auc_by_type", {}).get("virus"), 4), False),
+    ("val AUC aspect-jittered", lambda r: _figure(r.get("val_aspect_jitter_auc"), 4), False),
+    ("largest probe", _largest_probe, False),
+    ("noise probe", lambda r: _figure(r.get("val_probe_ratios", {}).get("noise_10"), 2), False),
+    ("test AUC", lambda r: f"{r['test']['auc']:.4f}", True),
+    ("threshold", lambda r: f"{r['threshold']:.3f}", False),
+    ("test acc", lambda r: f"{r['test']['accuracy']:.4f}", True),
+    ("sens", lambda r: f"{r['test']['sensitivity']:.4f}", True),
+    ("spec", lambda r: f"{r['test']['specificity']:.4f}", True),
+    ("acc @0.5", lambda r: f"{r['test_at_0_5']['accuracy']:.4f}", True),
+    ("epochs", lambda r: f"{r['best_epoch']}/{r['epochs_run']}", False),
+    ("train s", lambda r: f"{r['train_seconds']:.0f}", False),
+    ("img/s", lambda r: f"{r['train_images_per_second']:.0f}", False),
+]
+
+
+def table(rows: list[dict], blind: bool = False) -> str:
     """Markdown table of every row, best validation AUC first (rows recorded before the probes,
-    types or the aspect-jittered AUC were kept show — there)."""
-    head = ("| run | overrides | val AUC | val AUC viral | val AUC aspect-jittered | largest probe | noise probe "
-            "| test AUC | threshold | test acc | sens | spec | acc @0.5 | epochs | train s | img/s |\n"
-            + "|---" * 16 + "|")
-    lines = [head]
+    types or the aspect-jittered AUC were kept show —). Blind: no column that reads the test
+    split, so a series can be judged on validation before anyone sees its test figures."""
+    columns = [(head, cell) for head, cell, reads_test in COLUMNS if not (blind and reads_test)]
+    lines = ["| " + " | ".join(head for head, _ in columns) + " |", "|---" * len(columns) + "|"]
     for r in sorted(rows, key=lambda r: -r["val_auc"]):
-        t, t5 = r["test"], r["test_at_0_5"]
-        probes = {k: v for k, v in r.get("val_probe_ratios", {}).items() if k != "as_is"}
-        largest = max(probes, key=probes.get) if probes else None
-        lines.append(
-            f"| {r['name']} | {' '.join(r['overrides']) or '(params.yaml)'} | {r['val_auc']:.4f} "
-            f"| {_figure(r.get('val_auc_by_type', {}).get('virus'), 4)} "
-            f"| {_figure(r.get('val_aspect_jitter_auc'), 4)} "
-            f"| {_figure(probes.get(largest), 2)}{f' ({largest})' if largest else ''} "
-            f"| {_figure(probes.get('noise_10'), 2)} | {t['auc']:.4f} "
-            f"| {r['threshold']:.3f} | {t['accuracy']:.4f} | {t['sensitivity']:.4f} | {t['specificity']:.4f} "
-            f"| {t5['accuracy']:.4f} | {r['best_epoch']}/{r['epochs_run']} | {r['train_seconds']:.0f} "
-            f"| {r['train_images_per_second']:.0f} |"
-        )
+        lines.append("| " + " | ".join(cell(r) for _, cell in columns) + " |")
     return "\n".join(lines)
 
 
@@ -153,14 +169,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--note", default="")
     parser.add_argument("--table", action="store_true", help="print the results table and exit")
+    parser.add_argument("--blind", action="store_true",
+                        help="show no test figure: neither in the run's log and table nor in --table")
+    parser.add_argument("--only", action="append", default=[], metavar="PREFIX",
+                        help="--table: only runs whose name starts with this (repeatable)")
     args = parser.parse_args(argv)
     if args.table:
-        print(table(read_rows()))
+        rows = [r for r in read_rows(RESULTS) if not args.only or r["name"].startswith(tuple(args.only))]
+        print(table(rows, blind=args.blind))
         return 0
     if not args.name:
         parser.error("a NAME is needed (or --table)")
+    if args.blind:
+        from cxr_model import steps
+
+        steps.test_log.disabled = True
     row = run(args.name, args.overrides, args.params, args.note)
-    print(table([row]))
+    print(table([row], blind=args.blind))
     return 0
 
 

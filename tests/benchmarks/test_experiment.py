@@ -1,5 +1,8 @@
 """The experiment runner's record and table: what the selection rules in results.md read."""
 
+import json
+
+import benchmarks.experiment as experiment
 from benchmarks.experiment import apply_overrides, robustness, table
 
 
@@ -35,6 +38,27 @@ def test_table_names_the_largest_probe_and_marks_rows_recorded_without_probes():
     assert new["val AUC viral"] == "0.9931" and new["val AUC aspect-jittered"] == "0.9876"
     assert old["largest probe"] == old["noise probe"] == old["val AUC viral"] == old["val AUC aspect-jittered"] == "—"
     assert lines[2].startswith("| OLD")  # best validation AUC first
+
+
+def test_a_blind_table_shows_every_validation_column_and_no_test_figure(tmp_path, monkeypatch, capsys):
+    row = _row("AS9", 0.9893, **robustness(_metrics(noise=1.1, half_res=1.6)))
+    row["test"] = {"auc": 0.9517, "accuracy": 0.8623, "sensitivity": 0.9741, "specificity": 0.6834}
+    row["test_at_0_5"] = {"accuracy": 0.8811}
+    test_figures = ("0.9517", "0.8623", "0.9741", "0.6834", "0.8811")
+    seen, blind = table([row]), table([row], blind=True)
+    assert all(f in seen for f in test_figures) and not any(f in blind for f in test_figures)
+    header = [c.strip() for c in blind.splitlines()[0].split("|")[1:-1]]
+    assert header == ["run", "overrides", "val AUC", "val AUC viral", "val AUC aspect-jittered", "largest probe",
+                      "noise probe", "threshold", "epochs", "train s", "img/s"]
+    assert "| AS9 | (params.yaml) | 0.9893 | 0.9931 | 0.9876 | 1.60 (half_res) | 1.10 | 0.300 |" in blind
+
+    results = tmp_path / "experiments.jsonl"
+    results.write_text("\n".join(json.dumps(r) for r in (row, _row("B1", 0.99), _row("AS9-S43", 0.98))) + "\n")
+    monkeypatch.setattr(experiment, "RESULTS", results)
+    assert experiment.main(["--table", "--blind", "--only", "AS9"]) == 0
+    printed = capsys.readouterr().out
+    assert "| AS9 |" in printed and "| AS9-S43 |" in printed and "| B1 |" not in printed
+    assert not any(f in printed for f in test_figures)
 
 
 def test_overrides_set_nested_keys_with_yaml_values_on_a_copy():

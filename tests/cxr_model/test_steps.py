@@ -23,7 +23,7 @@ def cfg(dataset, tmp_path):
     return load_config(write_params(tmp_path / "project", dataset))
 
 
-def test_steps_in_order_produce_a_tracked_registered_model(cfg):
+def test_steps_in_order_produce_a_tracked_registered_model(cfg, caplog):
     for name in ("ingest", "validate", "profile", "train", "evaluate", "register", "promote"):
         result = steps.STEPS[name](cfg)
         assert result["seconds"] >= 0
@@ -76,6 +76,21 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg):
     outcome = steps.promote(leaning)
     assert not outcome["promoted"] and any(f"shortcut probe {largest}:" in r for r in outcome["reasons"])
     assert str(client.get_model_version_by_alias("cxr-pneumonia", "champion").version) == reg["version"]
+
+    # A blind experiment silences the evaluate lines that quote the test split, and only those.
+    def evaluate_log(blind: bool) -> list[str]:
+        caplog.clear()
+        steps.test_log.disabled = blind
+        try:
+            with caplog.at_level("INFO"):
+                steps.evaluate(cfg)
+        finally:
+            steps.test_log.disabled = False
+        return [r.getMessage() for r in caplog.records if r.name.startswith("cxr")]
+
+    seen, blind = evaluate_log(blind=False), evaluate_log(blind=True)
+    assert any("test AUC" in m for m in seen) and any("validation AUC" in m for m in blind)
+    assert not any("test" in m for m in blind)
 
 
 def test_failed_validation_records_a_failed_run_and_registers_nothing(cfg, dataset, capsys):
