@@ -124,10 +124,16 @@ def _figure(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _largest_probe(r: dict) -> str:
+def largest_probe(r: dict) -> tuple[str, float] | None:
+    """The row's shortcut probe with the highest NORMAL ratio (the unchanged films, `as_is`, left
+    out), or None for a row recorded before the probes: what the probe rule reads."""
     probes = {k: v for k, v in r.get("val_probe_ratios", {}).items() if k != "as_is"}
-    largest = max(probes, key=probes.get) if probes else None
-    return f"{_figure(probes.get(largest), 2)}{f' ({largest})' if largest else ''}"
+    return max(probes.items(), key=lambda item: item[1]) if probes else None
+
+
+def _largest_probe_cell(r: dict) -> str:
+    largest = largest_probe(r)
+    return "—" if largest is None else f"{largest[1]:.2f} ({largest[0]})"
 
 
 # (header, cell, reads the test split): a blind table leaves out the last kind.
@@ -137,7 +143,7 @@ COLUMNS = [
     ("val AUC", lambda r: f"{r['val_auc']:.4f}", False),
     ("val AUC viral", lambda r: _figure(r.get("val_auc_by_type", {}).get("virus"), 4), False),
     ("val AUC aspect-jittered", lambda r: _figure(r.get("val_aspect_jitter_auc"), 4), False),
-    ("largest probe", _largest_probe, False),
+    ("largest probe", _largest_probe_cell, False),
     ("noise probe", lambda r: _figure(r.get("val_probe_ratios", {}).get("noise_10"), 2), False),
     ("test AUC", lambda r: f"{r['test']['auc']:.4f}", True),
     ("threshold", lambda r: f"{r['threshold']:.3f}", False),

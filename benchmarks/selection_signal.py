@@ -22,14 +22,19 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from benchmarks.experiment import RESULTS, read_rows
+from benchmarks.experiment import RESULTS, largest_probe, read_rows
+
+
+def _minus_largest_probe(r: dict) -> float | None:
+    largest = largest_probe(r)
+    return None if largest is None else -largest[1]
+
 
 SIGNALS = {  # name -> value from a row, higher meaning "the rules prefer it"
     "val AUC": lambda r: r["val_auc"],
     "val AUC viral": lambda r: r.get("val_auc_by_type", {}).get("virus"),
     "val AUC aspect-jittered": lambda r: r.get("val_aspect_jitter_auc"),
-    "minus largest probe": lambda r: -max(
-        (v for k, v in r.get("val_probe_ratios", {}).items() if k != "as_is"), default=np.nan),
+    "minus largest probe": _minus_largest_probe,
 }
 OUTCOMES = {
     "test AUC": lambda r: r["test"]["auc"],
@@ -82,7 +87,7 @@ def report(rows: list[dict]) -> str:
              "|---|---|---|---|"]
     groups = [configuration(r) for r in rows]
     for s_name, signal in SIGNALS.items():
-        x = np.array([np.nan if signal(r) is None else signal(r) for r in rows], dtype=float)
+        x = np.array([np.nan if v is None else v for v in map(signal, rows)], dtype=float)
         if (~np.isnan(x)).sum() < 4:  # recorded by too few runs (a signal added later) to rank
             continue
         for o_name, outcome in OUTCOMES.items():
