@@ -6,4 +6,8 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from cxr_model import quiet_tensorflow  # noqa: E402  (after the variables it complements)
+
+quiet_tensorflow.install()
+
 __version__ = "0.1.0"
