@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxr_model import training
     from cxr_model.probes import PROBES
 
-    cfg, model, arrays = load(__doc__, argv)
+    cfg, model, arrays, _ = load(__doc__, argv)
     val, test = arrays["val"], arrays["test"]
     score = training.predict
     p0 = score(model, val.x)

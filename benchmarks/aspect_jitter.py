@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxr_model.evaluation import ranking_metrics
     from cxr_model.probes import aspect_jittered_auc
 
-    _, models, arrays = load(__doc__, argv, several=True)
+    _, models, arrays, _ = load(__doc__, argv, several=True)
     val = arrays["val"]
     print("| model | val AUC | aspect-jittered val AUC | drop |")
     print("| --- | --- | --- | --- |")

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxr_model import training
     from cxr_model.probes import PROBES, run_probes
 
-    _, model, arrays = load(__doc__, argv)
+    _, model, arrays, _ = load(__doc__, argv)
     val = arrays["val"]
     print(f"{int((val.y == 0).sum())} of the validation films are NORMAL")
     print("| probe | val AUC | NORMAL mean p | × unchanged | PNEUMONIA mean p |")

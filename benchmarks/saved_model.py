@@ -4,14 +4,19 @@ model and the decoded split arrays of the pipeline's last ingest."""
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 
-def load(description: str, argv: list[str] | None, several: bool = False):
-    """Parse `--model`/`--params`; return (config, loaded Keras model, arrays by split), or with
-    `several` a list of models, one per `--model` path."""
+def load(description: str, argv: list[str] | None, several: bool = False,
+         options: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Parse `--model`/`--params` (and a benchmark's own `options`); return (config, loaded Keras
+    model, arrays by split, parsed arguments), or with `several` a list of models, one per
+    `--model` path."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="+", default=["artifacts/train/model.keras"])
     parser.add_argument("--params", default="params.yaml")
+    if options is not None:
+        options(parser)
     args = parser.parse_args(argv)
     if not several and len(args.model) > 1:
         parser.error("this benchmark scores one model: give one --model path")
@@ -24,7 +29,7 @@ def load(description: str, argv: list[str] | None, several: bool = False):
     arrays = _arrays(cfg)
     print(f"{', '.join(args.model)}: {len(arrays['val'])} validation, {len(arrays['test'])} test films")
     models = [keras.models.load_model(path, compile=False) for path in args.model]
-    return cfg, models if several else models[0], arrays
+    return cfg, models if several else models[0], arrays, args
 
 
 def chosen_threshold_figures(cfg, val, p_val, test, p_test) -> dict[str, float]:

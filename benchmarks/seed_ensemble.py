@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxr_model.data import pneumonia_type
     from cxr_model.evaluation import by_group
 
-    cfg, models, arrays = load(__doc__, argv, several=True)
+    cfg, models, arrays, _ = load(__doc__, argv, several=True)
     val, test = arrays["val"], arrays["test"]
     p_val = averages([training.predict(m, val.x) for m in models])
     p_test = averages([training.predict(m, test.x) for m in models])

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxr_model.evaluation import choose_threshold, threshold_metrics
     from cxr_model.probes import PROBES
 
-    cfg, models, arrays = load(__doc__, argv, several=True)
+    cfg, models, arrays, _ = load(__doc__, argv, several=True)
     val, test = arrays["val"], arrays["test"]
     print("| model | rule | threshold | val sens | val spec | sites: sens mean (worst) | sites: spec mean (worst) "
           "| test acc | test sens | test spec |")
