@@ -16,18 +16,19 @@ from cxr_model import evaluation, plots
 from cxr_model.config import Config
 from cxr_model.data import LABELS, pneumonia_type
 from cxr_model.errors import DataError
-from cxr_model.prediction import FILE_TYPES
+from cxr_model.prediction import is_film_file
 
 
 def labelled_files(folder: Path) -> pd.DataFrame:
-    """Every image below `folder` with its label from the nearest enclosing NORMAL or PNEUMONIA
-    folder (any depth, any case: the Kaggle layout works as it is); other images are skipped."""
+    """Every film below `folder` (an image suffix, or DICOM under any name) with its label from the
+    nearest enclosing NORMAL or PNEUMONIA folder (any depth, any case: the Kaggle layout works as
+    it is); films outside such folders are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"cohort folder not found: {folder}")
     names = {label.lower(): index for index, label in enumerate(LABELS)}
     rows = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FILE_TYPES):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_film_file(p)):
         parents = [part.lower() for part in path.relative_to(folder).parts[:-1]]
         label = next((names[part] for part in reversed(parents) if part in names), None)
         if label is not None:

@@ -53,9 +53,13 @@ def predict(cfg: Config, args: argparse.Namespace) -> int:
     """Score files and folders; a per-file reason for anything that cannot be scored."""
     from cxr_model import prediction
 
-    files, missing = prediction.collect_inputs(args.paths)
+    files, missing, passed_over = prediction.collect_inputs(args.paths)
     for path in missing:
         print(f"cxr predict: {path}: no such file or folder", file=sys.stderr)
+    if passed_over:
+        names = ", ".join(p.name for p in passed_over[:3]) + (", ..." if len(passed_over) > 3 else "")
+        print(f"cxr predict: passed over {len(passed_over)} file(s) in the folders that are neither images "
+              f"({', '.join(prediction.FILE_TYPES)}) nor DICOM: {names}", file=sys.stderr)
     if not files:
         raise CxrError("no image files found in " + ", ".join(args.paths))
     predictor = _load_predictor(cfg, args.model, args.threshold)

@@ -18,6 +18,7 @@ import pandas as pd
 from cxr_model import images
 from cxr_model.config import PredictConfig
 from cxr_model.data import LABELS
+from cxr_model.dicom import is_dicom
 from cxr_model.images import ImageError
 from cxr_model.plausibility import implausibility
 
@@ -165,17 +166,31 @@ def _read(path: Path) -> bytes | Prepared:
         return Prepared(error=f"cannot read file: {exc.strerror or exc}")
 
 
-def collect_inputs(targets: list[str | Path]) -> tuple[list[Path], list[str]]:
-    """Files named directly, plus image files found below named folders; and missing targets."""
-    files, missing = [], []
+def collect_inputs(targets: list[str | Path]) -> tuple[list[Path], list[str], list[Path]]:
+    """Files named directly, plus the films found below named folders; the missing targets; and
+    the folders' other files, passed over (so a user sees what was not scored)."""
+    files, missing, passed_over = [], [], []
     for target in map(Path, targets):
         if target.is_dir():
-            files += sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in FILE_TYPES)
+            for path in sorted(p for p in target.rglob("*") if p.is_file()):
+                (files if is_film_file(path) else passed_over).append(path)
         elif target.exists():
             files.append(target)
         else:
             missing.append(str(target))
-    return files, missing
+    return files, missing, passed_over
+
+
+def is_film_file(path: Path) -> bool:
+    """An image suffix, or DICOM content under any name: PACS exports often name files by UID
+    (dots and digits) or with no suffix at all."""
+    if path.suffix.lower() in FILE_TYPES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return is_dicom(f.read(132))
+    except OSError:
+        return False
 
 
 def write_summary(results: pd.DataFrame, out_dir: Path, model: dict) -> tuple[Path, Path]:

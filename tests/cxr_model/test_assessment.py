@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from cxr_model import assessment
 from cxr_model.errors import DataError
 from tests.conftest import make_dataset
+from tests.dicom_files import dicom_bytes
 
 
 def test_labels_come_from_the_nearest_class_folder_at_any_depth(tmp_path):
@@ -19,11 +20,16 @@ def test_labels_come_from_the_nearest_class_folder_at_any_depth(tmp_path):
     shutil.copy(next((root / "train" / "PNEUMONIA").iterdir()), root / "train" / "pneumonia" / "extra.jpeg")
     (root / "notes").mkdir()
     shutil.copy(next((root / "test" / "NORMAL").iterdir()), root / "notes" / "unlabelled.jpeg")
+    # a PACS export: DICOM named by UID, no image suffix; and a text file beside it
+    (root / "test" / "NORMAL" / "1.2.840.113619.2.7").write_bytes(
+        dicom_bytes(np.full((64, 64), 100, np.uint8)))
+    (root / "test" / "NORMAL" / "index.txt").write_text("not a film")
     files = assessment.labelled_files(root)
     by_name = files.set_index(files["path"].map(lambda p: p.split("/")[-1]))
-    assert "unlabelled.jpeg" not in by_name.index
+    assert "unlabelled.jpeg" not in by_name.index and "index.txt" not in by_name.index
     assert by_name.loc["extra.jpeg", "y"] == 1
-    assert (files["y"] == 0).sum() == (2 + 1) * 2 and (files["y"] == 1).sum() == (3 + 1) * 2 + 1
+    assert by_name.loc["1.2.840.113619.2.7", "y"] == 0
+    assert (files["y"] == 0).sum() == (2 + 1) * 2 + 1 and (files["y"] == 1).sum() == (3 + 1) * 2 + 1
     assert set(files.loc[files["y"] == 1, "type"]) <= {"bacteria", "virus", ""}
     assert set(files.loc[files["y"] == 0, "type"]) == {""}
     assert set(by_name.loc[["person1_bacteria_1.jpeg"], "type"]) == {"bacteria"}

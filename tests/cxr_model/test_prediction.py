@@ -57,7 +57,7 @@ def test_training_cache_and_prediction_paths_give_the_same_probability(project, 
     assert champion.threshold == pytest.approx(json.loads(cfg.layout.metrics.read_text())["threshold"]["threshold"])
 
 
-def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(project, champion, tmp_path):
+def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(project, champion, tmp_path, capsys):
     cfg, _ = project
     xray = np.asarray(synthetic_xray(7, "PNEUMONIA", 64))
     folder = tmp_path / "inbox"
@@ -71,15 +71,23 @@ def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(proj
     (folder / "g_tiny.png").write_bytes(_png(xray[:16, :16]))
     rgb = np.stack([xray, np.roll(xray, 20, 0) // 3, 255 - xray], axis=-1).astype(np.uint8)
     (folder / "h_photo.png").write_bytes(_png(rgb))
+    # PACS exports name DICOM files by UID or give them no suffix; other files are passed over, aloud
+    (folder / "pacs").mkdir()
+    (folder / "pacs" / "IM000001").write_bytes(dicom_bytes(xray))
+    (folder / "pacs" / "1.2.840.113619.2.1").write_bytes(dicom_bytes(xray))
+    (folder / "pacs" / "DICOMDIR.txt").write_text("an index, not a film")
+    (folder / "readme").write_text("no suffix, not DICOM")
     out = tmp_path / "out"
     code = cli.main(["--params", str(project[1]), "predict", str(folder), "--out", str(out)])
     assert code == 0
+    assert "passed over 2 file(s)" in capsys.readouterr().err
     rows = pd.read_csv(out / "predictions.csv")
     rows.index = [p.split("/")[-1] for p in rows["path"]]
-    good = rows.loc[["a_good.jpeg", "b_sixteen_bit.png", "c_scan.dcm"]]
+    good = rows.loc[["a_good.jpeg", "b_sixteen_bit.png", "c_scan.dcm", "IM000001", "1.2.840.113619.2.1"]]
     assert good["error"].isna().all() and good["probability"].between(0, 1).all()
     # the same film as JPEG and as inverted (MONOCHROME1) DICOM gets the same answer
     assert good["probability"]["c_scan.dcm"] == pytest.approx(good["probability"]["a_good.jpeg"], abs=1e-3)
+    assert good["probability"]["IM000001"] == pytest.approx(good["probability"]["a_good.jpeg"], abs=1e-3)
     assert all((out / "gradcam" / p.split("/")[-1]).is_file() for p in good["heatmap"])
     reasons = rows["error"].fillna("")
     assert "not a usable image" in reasons["d_notes.png"]
@@ -88,7 +96,7 @@ def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(proj
     assert "too small" in reasons["g_tiny.png"]
     assert "colour" in reasons["h_photo.png"]
     summary = json.loads((out / "predictions.json").read_text())
-    assert summary["images"] == 8 and summary["scored"] == 3 and summary["refused"] == 5
+    assert summary["images"] == 10 and summary["scored"] == 5 and summary["refused"] == 5
 
 
 def test_missing_champion_or_inputs_give_one_sentence(project, tmp_path, capsys):
