@@ -12,9 +12,15 @@ def is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
-def decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
+# Header fields that say what a film shows (the plausibility checks read them; JPEG and PNG
+# carry none of this).
+HEADER_FIELDS = ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge")
+
+
+def read_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict[str, str]]:
     """Pixels after the modality LUT (rescale slope/intercept) and VOI LUT (window), with
-    MONOCHROME1 inverted so bone is bright as in the training JPEGs; returns uint8 (h, w)."""
+    MONOCHROME1 inverted so bone is bright as in the training JPEGs, as uint8 (h, w); and the
+    header fields of HEADER_FIELDS that are filled in, upper-cased."""
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -45,4 +51,5 @@ def decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
         gray = np.round(values).astype(np.uint8)  # already 8-bit display values: keep them
     else:
         gray = stretch_to_uint8(values)  # 12/16-bit or rescaled values: window result to 0-255
-    return 255 - gray if photometric == "MONOCHROME1" else gray
+    header = {name: str(ds.get(name, "") or "").strip().upper() for name in HEADER_FIELDS}
+    return 255 - gray if photometric == "MONOCHROME1" else gray, {k: v for k, v in header.items() if v}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,7 @@ class Decoded:
     gray: np.ndarray
     colourfulness: float
     format: str
+    header: dict[str, str] = field(default_factory=dict)  # DICOM only: dicom.HEADER_FIELDS filled in
 
 
 def decode(data: bytes, max_pixels: int) -> Decoded:
@@ -102,7 +103,8 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
     from cxr_model import dicom
 
     if dicom.is_dicom(data):
-        return Decoded(dicom.decode_dicom(data, max_pixels), 0.0, "DICOM")
+        gray, header = dicom.read_dicom(data, max_pixels)
+        return Decoded(gray, 0.0, "DICOM", header)
     img = open_image(data, max_pixels)
     return Decoded(to_gray(img), colourfulness(img), img.format or "unknown")
 

@@ -17,9 +17,11 @@ LIMITATIONS = [
     "Trained on one hospital's pediatric films (Guangzhou Women and Children's Medical Center); "
     "other scanners, sites and populations may behave differently: measure it on your own labelled "
     "films before use (`cxr assess FOLDER`).",
-    "Adult films, lateral views, CT slices and non-chest images are out of distribution: the model "
-    "still outputs a probability for them. Cheap plausibility checks refuse only clearly wrong inputs "
-    "(colour, blank, tiny, extreme shape).",
+    "Adult films, lateral views, CT slices and non-chest images are out of distribution. A DICOM "
+    "file whose header names another modality, body part or view, or an adult patient, is refused; "
+    "a JPEG or PNG carries no such facts, and the model still outputs a probability for it. Cheap "
+    "plausibility checks on the pixels refuse only clearly wrong inputs (colour, blank, tiny, "
+    "extreme shape).",
     "The validation split comes from the same hospital and shares its way of taking films, so "
     "validation metrics overstate performance on new cohorts; the test metrics of this card are the "
     "honest estimate, with bootstrap 95 % intervals.",

@@ -3,10 +3,13 @@
 The CNN outputs a confident probability for anything it is given, a holiday photo included, so
 inputs that are clearly not radiographs are refused with a reason instead. These are
 heuristics (size, shape, colour, intensity spread), not an out-of-distribution detector: a
-lateral or adult film passes them, and the model card says so.
+lateral or adult film passes them, and the model card says so. A DICOM file says more of
+itself: its header's modality, body part, view position and patient age are checked too.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -16,6 +19,9 @@ from cxr_model.images import Decoded
 
 def implausibility(decoded: Decoded, cfg: PredictConfig) -> str | None:
     """The reason this image is not a plausible frontal chest X-ray, or None if it may be one."""
+    header_problem = header_reason(decoded.header, cfg)
+    if header_problem:
+        return header_problem
     gray = decoded.gray
     h, w = gray.shape
     if min(h, w) < cfg.min_side:
@@ -35,3 +41,29 @@ def implausibility(decoded: Decoded, cfg: PredictConfig) -> str | None:
         return (f"mean intensity {mean:.0f} outside {cfg.mean_intensity[0]:.0f}-{cfg.mean_intensity[1]:.0f} "
                 "seen on chest X-rays (mostly black or mostly white image)")
     return None
+
+
+def header_reason(header: dict[str, str], cfg: PredictConfig) -> str | None:
+    """What a DICOM header says against scoring the film (fields left empty are not held against
+    it): not a projection radiograph, not the chest, not a frontal view, or an adult."""
+    modality, part, view = (header.get(k, "") for k in ("Modality", "BodyPartExamined", "ViewPosition"))
+    if modality and cfg.dicom_modalities and modality not in cfg.dicom_modalities:
+        return f"DICOM modality {modality} is not a radiograph ({' or '.join(cfg.dicom_modalities)} expected)"
+    if part and cfg.dicom_body_parts and not any(p in part for p in cfg.dicom_body_parts):
+        return f"DICOM body part {part}: the model reads chest films only"
+    if view and cfg.dicom_views and view not in cfg.dicom_views:
+        return f"DICOM view position {view}: the model reads frontal ({' or '.join(cfg.dicom_views)}) films only"
+    age = age_in_years(header.get("PatientAge", ""))
+    if age is not None and cfg.max_patient_age_years > 0 and age > cfg.max_patient_age_years:
+        return (f"patient age {header['PatientAge']} in the DICOM header: the model was trained on children's "
+                f"films (ages 1-5; refused above {cfg.max_patient_age_years:g} years)")
+    return None
+
+
+def age_in_years(value: str) -> float | None:
+    """A DICOM age string (nnnD, nnnW, nnnM or nnnY) in years, or None if absent or malformed."""
+    match = re.fullmatch(r"(\d{1,3})([DWMY])", value.strip().upper())
+    if not match:
+        return None
+    per_year = {"D": 365.25, "W": 365.25 / 7, "M": 12.0, "Y": 1.0}[match.group(2)]
+    return int(match.group(1)) / per_year

@@ -15,8 +15,10 @@ def dicom_bytes(
     slope: float = 1.0,
     intercept: float = 0.0,
     window: tuple[float, float] | None = None,
+    **header: str,
 ) -> bytes:
-    """A Part-10 DICOM (CR modality) holding `pixels` (uint8 or uint16) with the given LUT tags."""
+    """A Part-10 DICOM (CR modality, chest, PA view) holding `pixels` (uint8 or uint16) with the
+    given LUT tags; `header` sets or, with "", removes other fields (ViewPosition="LL", ...)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # Computed Radiography
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -33,6 +35,11 @@ def dicom_bytes(
         ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
+    for name, value in header.items():
+        if value:
+            setattr(ds, name, value)
+        elif name in ds:
+            delattr(ds, name)
     ds.PixelData = pixels.tobytes()
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)

@@ -3,7 +3,7 @@ import pytest
 
 from cxr_model.config import PredictConfig
 from cxr_model.images import Decoded
-from cxr_model.plausibility import implausibility
+from cxr_model.plausibility import age_in_years, implausibility
 from tests.conftest import synthetic_xray
 
 CFG = PredictConfig(min_side=32)
@@ -31,3 +31,45 @@ def test_xray_like_images_pass(label):
 def test_clearly_wrong_inputs_get_a_reason(decoded, words):
     reason = implausibility(decoded, CFG)
     assert reason is not None and words in reason
+
+
+def _dicom(**header: str) -> Decoded:
+    return Decoded(np.asarray(synthetic_xray(3, "NORMAL", 64), dtype=np.uint8), 0.0, "DICOM", header)
+
+
+@pytest.mark.parametrize(
+    "header, words",
+    [
+        ({"Modality": "CT"}, "modality CT is not a radiograph"),
+        ({"Modality": "CR", "BodyPartExamined": "SKULL"}, "body part SKULL"),
+        ({"ViewPosition": "LL"}, "view position LL"),
+        ({"PatientAge": "045Y"}, "patient age 045Y"),
+    ],
+)
+def test_a_dicom_header_that_says_otherwise_is_a_reason(header, words):
+    reason = implausibility(_dicom(**header), CFG)
+    assert reason is not None and words in reason
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {},  # nothing filled in: nothing held against the film
+        {"Modality": "DX", "BodyPartExamined": "PEDIATRIC CHEST", "ViewPosition": "AP", "PatientAge": "018M"},
+        {"Modality": "CR", "BodyPartExamined": "THORAX", "ViewPosition": "PA", "PatientAge": "005Y"},
+        {"PatientAge": "about five"},  # malformed: not read
+    ],
+)
+def test_a_frontal_pediatric_chest_header_passes(header):
+    assert implausibility(_dicom(**header), CFG) is None
+
+
+def test_each_header_check_can_be_turned_off():
+    off = PredictConfig(min_side=32, dicom_modalities=(), dicom_body_parts=(), dicom_views=(), max_patient_age_years=0)
+    assert implausibility(_dicom(Modality="CT", BodyPartExamined="SKULL", ViewPosition="LL", PatientAge="070Y"), off) is None
+
+
+@pytest.mark.parametrize("value, years", [("004Y", 4.0), ("018M", 1.5), ("026W", 26 * 7 / 365.25), ("365D", 365 / 365.25),
+                                          ("", None), ("4Y5M", None), ("0004Y", None)])
+def test_dicom_age_strings_in_years(value, years):
+    assert age_in_years(value) == (None if years is None else pytest.approx(years))

@@ -75,6 +75,7 @@ def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(proj
     (folder / "pacs").mkdir()
     (folder / "pacs" / "IM000001").write_bytes(dicom_bytes(xray))
     (folder / "pacs" / "1.2.840.113619.2.1").write_bytes(dicom_bytes(xray))
+    (folder / "pacs" / "lateral.dcm").write_bytes(dicom_bytes(xray, ViewPosition="LL"))
     (folder / "pacs" / "DICOMDIR.txt").write_text("an index, not a film")
     (folder / "readme").write_text("no suffix, not DICOM")
     out = tmp_path / "out"
@@ -95,8 +96,9 @@ def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(proj
     assert "blank" in reasons["f_blank.png"]
     assert "too small" in reasons["g_tiny.png"]
     assert "colour" in reasons["h_photo.png"]
+    assert "view position LL" in reasons["lateral.dcm"]
     summary = json.loads((out / "predictions.json").read_text())
-    assert summary["images"] == 10 and summary["scored"] == 5 and summary["refused"] == 5
+    assert summary["images"] == 11 and summary["scored"] == 5 and summary["refused"] == 6
 
 
 def test_missing_champion_or_inputs_give_one_sentence(project, tmp_path, capsys):
