@@ -127,8 +127,8 @@ class PredictConfig:
     batch_size: int = 64
     gradcam_size: int = 512
     # DICOM headers, where filled in (empty list or 0: that check off)
-    dicom_modalities: tuple[str, ...] = ("CR", "DX")
-    dicom_body_parts: tuple[str, ...] = ("CHEST", "THORAX")
+    dicom_modalities: tuple[str, ...] = ("CR", "DX", "DR", "SC", "OT")
+    dicom_body_parts: tuple[str, ...] = ("CHEST", "THORAX", "LUNG")
     dicom_views: tuple[str, ...] = ("AP", "PA")
     max_patient_age_years: float = 17.0
 

@@ -48,7 +48,7 @@ def header_reason(header: dict[str, str], cfg: PredictConfig) -> str | None:
     it): not a projection radiograph, not the chest, not a frontal view, or an adult."""
     modality, part, view = (header.get(k, "") for k in ("Modality", "BodyPartExamined", "ViewPosition"))
     if modality and cfg.dicom_modalities and modality not in cfg.dicom_modalities:
-        return f"DICOM modality {modality} is not a radiograph ({' or '.join(cfg.dicom_modalities)} expected)"
+        return f"DICOM modality {modality} is not a radiograph (one of {', '.join(cfg.dicom_modalities)} expected)"
     if part and cfg.dicom_body_parts and not any(p in part for p in cfg.dicom_body_parts):
         return f"DICOM body part {part}: the model reads chest films only"
     if view and cfg.dicom_views and view not in cfg.dicom_views:

@@ -57,6 +57,7 @@ def test_a_dicom_header_that_says_otherwise_is_a_reason(header, words):
         {},  # nothing filled in: nothing held against the film
         {"Modality": "DX", "BodyPartExamined": "PEDIATRIC CHEST", "ViewPosition": "AP", "PatientAge": "018M"},
         {"Modality": "CR", "BodyPartExamined": "THORAX", "ViewPosition": "PA", "PatientAge": "005Y"},
+        {"Modality": "SC", "BodyPartExamined": "LUNG"},  # a digitised film
         {"PatientAge": "about five"},  # malformed: not read
     ],
 )
