@@ -377,6 +377,7 @@ def _check(cfg: Config) -> None:
         (len(cfg.predict.mean_intensity) == 2 and cfg.predict.mean_intensity[0] < cfg.predict.mean_intensity[1],
          "predict.mean_intensity must be [low, high]"),
         (cfg.predict.batch_size >= 1, "predict.batch_size must be >= 1"),
+        (cfg.predict.max_patient_age_years >= 0, "predict.max_patient_age_years must be >= 0 (0: off)"),
         (all(e.startswith(".") for e in cfg.data.extensions), "data.extensions must start with a dot"),
         (cfg.sweep.method in ("grid", "random"), "sweep.method must be grid or random"),
         (cfg.sweep.trials >= 0, "sweep.trials must be >= 0"),

@@ -47,12 +47,14 @@ def header_reason(header: dict[str, str], cfg: PredictConfig) -> str | None:
     """What a DICOM header says against scoring the film (fields left empty are not held against
     it): not a projection radiograph, not the chest, not a frontal view, or an adult."""
     modality, part, view = (header.get(k, "") for k in ("Modality", "BodyPartExamined", "ViewPosition"))
-    if modality and cfg.dicom_modalities and modality not in cfg.dicom_modalities:
-        return f"DICOM modality {modality} is not a radiograph (one of {', '.join(cfg.dicom_modalities)} expected)"
-    if part and cfg.dicom_body_parts and not any(p in part for p in cfg.dicom_body_parts):
+    modalities, parts, views = ([v.upper() for v in values] for values in
+                                (cfg.dicom_modalities, cfg.dicom_body_parts, cfg.dicom_views))
+    if modality and modalities and modality not in modalities:
+        return f"DICOM modality {modality} is not a radiograph (one of {', '.join(modalities)} expected)"
+    if part and parts and not any(p in part for p in parts):
         return f"DICOM body part {part}: the model reads chest films only"
-    if view and cfg.dicom_views and view not in cfg.dicom_views:
-        return f"DICOM view position {view}: the model reads frontal ({' or '.join(cfg.dicom_views)}) films only"
+    if view and views and view not in views:
+        return f"DICOM view position {view}: the model reads frontal ({' or '.join(views)}) films only"
     age = age_in_years(header.get("PatientAge", ""))
     if age is not None and cfg.max_patient_age_years > 0 and age > cfg.max_patient_age_years:
         return (f"patient age {header['PatientAge']} in the DICOM header: the model was trained on children's "

@@ -65,6 +65,12 @@ def test_a_frontal_pediatric_chest_header_passes(header):
     assert implausibility(_dicom(**header), CFG) is None
 
 
+def test_the_lists_match_whatever_their_case():
+    lower = PredictConfig(min_side=32, dicom_modalities=("cr",), dicom_body_parts=("chest",), dicom_views=("pa",))
+    assert implausibility(_dicom(Modality="CR", BodyPartExamined="CHEST", ViewPosition="PA"), lower) is None
+    assert "view position AP" in implausibility(_dicom(ViewPosition="AP"), lower)
+
+
 def test_each_header_check_can_be_turned_off():
     off = PredictConfig(min_side=32, dicom_modalities=(), dicom_body_parts=(), dicom_views=(), max_patient_age_years=0)
     assert implausibility(_dicom(Modality="CT", BodyPartExamined="SKULL", ViewPosition="LL", PatientAge="070Y"), off) is None
