@@ -127,8 +127,9 @@ def _figure(value: float | None, digits: int) -> str:
 def largest_probe(r: dict) -> tuple[str, float] | None:
     """The row's shortcut probe with the highest NORMAL ratio (the unchanged films, `as_is`, left
     out), or None for a row recorded before the probes: what the probe rule reads."""
-    probes = {k: v for k, v in r.get("val_probe_ratios", {}).items() if k != "as_is"}
-    return max(probes.items(), key=lambda item: item[1]) if probes else None
+    from cxr_model.probes import largest_ratio
+
+    return largest_ratio(r.get("val_probe_ratios", {}))
 
 
 def _largest_probe_cell(r: dict) -> str:

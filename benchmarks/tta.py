@@ -52,11 +52,10 @@ def averaged(predict: Callable[[np.ndarray], np.ndarray], variant: str) -> Calla
 def validation_figures(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray) -> dict:
     """What a blind rule reads: validation AUC, the aspect-jittered AUC and the largest probe."""
     from cxr_model.evaluation import ranking_metrics
-    from cxr_model.probes import aspect_jittered_auc, normal_ratios, run_probes
+    from cxr_model.probes import aspect_jittered_auc, largest_ratio, normal_ratios, run_probes
 
     p = predict(x)
-    ratios = normal_ratios(run_probes(predict, x, y, p))
-    name, ratio = max(ratios.items(), key=lambda item: item[1])
+    name, ratio = largest_ratio(normal_ratios(run_probes(predict, x, y, p)))
     return {"auc": ranking_metrics(y, p)["auc"], "jittered": aspect_jittered_auc(predict, x, y),
             "probe": name, "ratio": ratio}
 

@@ -28,10 +28,10 @@ def labelled_files(folder: Path) -> pd.DataFrame:
         raise DataError(f"cohort folder not found: {folder}")
     names = {label.lower(): index for index, label in enumerate(LABELS)}
     rows = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_film_file(p)):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         parents = [part.lower() for part in path.relative_to(folder).parts[:-1]]
         label = next((names[part] for part in reversed(parents) if part in names), None)
-        if label is not None:
+        if label is not None and is_film_file(path):  # outside a class folder: not even opened
             rows.append({"path": str(path), "y": label, "type": pneumonia_type(path.name) if label else ""})
     files = pd.DataFrame(rows, columns=["path", "y", "type"])
     counts = files["y"].value_counts()

@@ -132,6 +132,11 @@ class PredictConfig:
     dicom_views: tuple[str, ...] = ("AP", "PA")
     max_patient_age_years: float = 17.0
 
+    def __post_init__(self) -> None:
+        # Upper-cased once, as dicom.read_dicom gives the header: a list matches whatever its case.
+        for name in ("dicom_modalities", "dicom_body_parts", "dicom_views"):
+            object.__setattr__(self, name, tuple(str(v).upper() for v in getattr(self, name)))
+
 
 @dataclass(frozen=True)
 class PromoteConfig:

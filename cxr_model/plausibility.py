@@ -47,8 +47,7 @@ def header_reason(header: dict[str, str], cfg: PredictConfig) -> str | None:
     """What a DICOM header says against scoring the film (fields left empty are not held against
     it): not a projection radiograph, not the chest, not a frontal view, or an adult."""
     modality, part, view = (header.get(k, "") for k in ("Modality", "BodyPartExamined", "ViewPosition"))
-    modalities, parts, views = ([v.upper() for v in values] for values in
-                                (cfg.dicom_modalities, cfg.dicom_body_parts, cfg.dicom_views))
+    modalities, parts, views = cfg.dicom_modalities, cfg.dicom_body_parts, cfg.dicom_views
     if modality and modalities and modality not in modalities:
         return f"DICOM modality {modality} is not a radiograph (one of {', '.join(modalities)} expected)"
     if part and parts and not any(p in part for p in parts):

@@ -158,6 +158,13 @@ def normal_ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
     return {name: r["normal_ratio"] for name, r in results.items() if name != "as_is"}
 
 
+def largest_ratio(ratios: dict[str, float]) -> tuple[str, float] | None:
+    """The probe that moved the NORMAL films most, (name, ratio), the unchanged films (`as_is`)
+    left out; None when no probe was recorded: what the gates, the results table and the rules read."""
+    probes = {name: ratio for name, ratio in ratios.items() if name != "as_is"}
+    return max(probes.items(), key=lambda item: item[1]) if probes else None
+
+
 def _summary(y: np.ndarray, p: np.ndarray, base: float) -> dict[str, float]:
     normal = float(p[y == 0].mean())
     return {"auc": float(roc_auc_score(y, p)), "normal_mean_p": normal,

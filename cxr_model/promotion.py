@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 
 from cxr_model.config import PromoteConfig
 from cxr_model.errors import CxrError
+from cxr_model.probes import largest_ratio
 
 log = logging.getLogger("cxr.promotion")
 
@@ -72,11 +73,11 @@ def shortcut_gates(candidate: dict, gates: PromoteConfig) -> tuple[list[str], li
     failures, figures = [], []
     if gates.max_probe_ratio > 0:
         ratios = candidate.get("probe_ratios") or {}
-        if not ratios:
+        largest = largest_ratio(ratios)
+        if largest is None:
             failures.append("no shortcut probes recorded (re-run evaluate)")
         else:
-            name, ratio = max(ratios.items(), key=lambda item: item[1])
-            figures.append(f"largest shortcut probe {name} {ratio:.2f}x")
+            figures.append(f"largest shortcut probe {largest[0]} {largest[1]:.2f}x")
         for name, ratio in sorted(ratios.items(), key=lambda item: -item[1]):
             if ratio > gates.max_probe_ratio:
                 failures.append(f"shortcut probe {name}: validation NORMAL films score {ratio:.2f}x > gate "
