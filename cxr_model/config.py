@@ -354,6 +354,8 @@ def _check(cfg: Config) -> None:
         (cfg.model.stem_stride == 2 or cfg.model.arch == "residual", "model.stem_stride applies to arch: residual only"),
         (1 <= cfg.model.ensemble <= 5, "model.ensemble must be 1 to 5 members"),
         (cfg.retrain.max_concurrent_runs >= 1, "retrain.max_concurrent_runs must be >= 1"),
+        (cfg.retrain.lock_timeout_seconds >= 0,
+         "retrain.lock_timeout_seconds must be >= 0 (0: give up at once when another run holds the lock)"),
         (cfg.promote.max_probe_ratio == 0 or cfg.promote.max_probe_ratio > 1,
          "promote.max_probe_ratio must be above 1 (a NORMAL score multiple), or 0 for no gate"),
         (cfg.promote.max_aspect_jitter_drop >= 0, "promote.max_aspect_jitter_drop must be >= 0 (0: no gate)"),

@@ -43,6 +43,7 @@ def _params(tmp_path: Path, mutate) -> Path:
         (lambda p: p["evaluate"].update(threshold_method="max_f1"), "evaluate.threshold_method"),
         (lambda p: p["train"]["augment"].update(horizontal_flip="yes"), "horizontal_flip' must be true or false"),
         (lambda p: p["retrain"].update(max_concurrent_runs=0), "retrain.max_concurrent_runs must be >= 1"),
+        (lambda p: p["retrain"].update(lock_timeout_seconds=-1), "retrain.lock_timeout_seconds must be >= 0"),
         (lambda p: p["predict"].update(max_patient_age_years=-1), "predict.max_patient_age_years must be >= 0"),
         (lambda p: p["validate"].update(near_copy_correlation=0), "validate.near_copy_correlation must be in (0, 1]"),
         (lambda p: p["train"].update(type_head_weight=0.3, mixup=0.2), "type_head_weight and train.mixup cannot"),
