@@ -14,7 +14,7 @@ import pandas as pd
 
 from cxr_model import evaluation, plots
 from cxr_model.config import Config
-from cxr_model.data import LABELS, pneumonia_type
+from cxr_model.data import LABELS, patient_id, pneumonia_type
 from cxr_model.errors import DataError
 from cxr_model.prediction import is_film_file
 
@@ -59,15 +59,18 @@ def fingerprint(scored: pd.DataFrame) -> str:
 
 
 def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict | None = None) -> dict:
-    """Metrics of the scored images (y, probability, type) at the model's threshold and at 0.5,
-    with bootstrap intervals, calibration and sensitivity by pneumonia type; with the stored
+    """Metrics of the scored images (path, y, probability, type) at the model's threshold and at
+    0.5, with bootstrap intervals (resampling patients where the file names tell them, as in the
+    Kermany names; any other film counts as its own patient), calibration and sensitivity by pneumonia type; with the stored
     threshold's validation interval, the same at both its ends (how much rides on where it fell)."""
     y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
     if len(np.unique(y)) < 2:
         raise DataError("after refusing implausible images, the cohort holds only one class: "
                         "no AUC, sensitivity and specificity can be measured")
     types = scored["type"].fillna("").to_numpy(str)
-    return evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None, threshold_ci95)
+    patients = np.array([patient_id(path) for path in scored["path"]])
+    return evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None, threshold_ci95,
+                                     patients)
 
 
 def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path,

@@ -109,7 +109,8 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     m, n_pos = report["metrics"], int(scored["y"].sum())
     print(f"{cohort}: {len(scored)} films scored ({n_pos} PNEUMONIA, {len(scored) - n_pos} NORMAL), "
           f"{refused} refused as unreadable or implausible (reasons in {out / 'predictions.csv'})")
-    print(f"  at the model's threshold {predictor.threshold:.3f}: {_figures(m, report['ci95'])}")
+    print(f"  at the model's threshold {predictor.threshold:.3f}: {_figures(m, report['ci95'])}"
+          f" (95 % intervals resampling {report['ci95_resampled']})")
     print(f"  at 0.5: {_figures(report['at_0_5'])}")
     for end, m_end in report.get("at_threshold_ci95", {}).items():
         print(f"  at the {end} end of the threshold's validation interval, {m_end['threshold']:.3f}: {_figures(m_end)}")

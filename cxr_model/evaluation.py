@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest, rankdata
+from scipy.stats import binomtest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from cxr_model.config import EvaluateConfig
@@ -123,16 +123,45 @@ def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, cfg: EvaluateConfig) 
     }
 
 
+def resample_weights(clusters: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) bootstrap weights: each resample draws the clusters (patients) with replacement
+    and a film counts as often as its patient was drawn. A patient's films are not independent
+    (the test split holds up to 9 per patient), so resampling films alone narrows the intervals."""
+    _, cluster_of = np.unique(np.asarray(clusters), return_inverse=True)
+    k = int(cluster_of.max()) + 1 if len(cluster_of) else 0
+    draws = np.random.default_rng(seed).integers(0, k, (n_boot, k))
+    counts = np.bincount((draws + k * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * k)
+    return counts.reshape(n_boot, k)[:, cluster_of].astype(np.float64)
+
+
+def weighted_auc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """AUC (ties count one half) of one scoring under each row of weights w (n_boot, n): the
+    Mann-Whitney form with every film counted w times; NaN where a class got no weight."""
+    order = np.argsort(p, kind="stable")
+    ps, pos = p[order], np.asarray(y, dtype=bool)[order]
+    ws = w[:, order]
+    # Negative weight at or below each position; ties share the span [first, last] of equal scores.
+    below_or_at = np.cumsum(ws * ~pos, axis=1)
+    cum = np.concatenate([np.zeros((len(w), 1)), below_or_at], axis=1)
+    first = np.searchsorted(ps, ps, side="left")
+    last = np.searchsorted(ps, ps, side="right")
+    below, tied = cum[:, first], cum[:, last] - cum[:, first]
+    n_pos, n_neg = (ws * pos).sum(1), (ws * ~pos).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ws * pos) * (below + 0.5 * tied)).sum(1) / (n_pos * n_neg)
+
+
 def threshold_interval(y_val: np.ndarray, p_val: np.ndarray, cfg: EvaluateConfig, n_boot: int = 200,
-                       seed: int = 0, level: float = 0.95) -> dict[str, float]:
+                       seed: int = 0, level: float = 0.95, clusters: np.ndarray | None = None) -> dict[str, float]:
     """Percentile interval of the chosen threshold over bootstrap resamples of the validation
-    split: on a nearly separable split the rule's pick moves with which films happened to be
-    drawn (0.15-0.33 over six runs, results.md SP1), and one run's accuracy depends on it."""
+    split (by patient when `clusters` names each film's patient): on a nearly separable split
+    the rule's pick moves with which films happened to be drawn (0.15-0.33 over six runs,
+    results.md SP1), and one run's accuracy depends on it."""
     y_val, p_val = np.asarray(y_val), np.asarray(p_val, dtype=float)
-    rng = np.random.default_rng(seed)
+    clusters = np.arange(len(y_val)) if clusters is None else clusters
     picks = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y_val), len(y_val))
+    for weights in resample_weights(clusters, n_boot, seed).astype(int):
+        idx = np.repeat(np.arange(len(y_val)), weights)
         if len(np.unique(y_val[idx])) == 2:
             picks.append(float(choose_threshold(y_val[idx], p_val[idx], cfg)["threshold"]))
     if not picks:  # one class, or a film or two: no resample holds both classes
@@ -144,22 +173,22 @@ def threshold_interval(y_val: np.ndarray, p_val: np.ndarray, cfg: EvaluateConfig
 
 
 def bootstrap_ci(
-    y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+    y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+    clusters: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Percentile bootstrap intervals: a 600-image test set leaves points of sampling error."""
+    """Percentile bootstrap intervals, resampling patients when `clusters` names each film's
+    patient (else films): a 600-image test set leaves points of sampling error, and more when
+    a patient's films rise and fall together."""
     y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
-    yb, pb = y[idx], p[idx]
-    pred = pb >= threshold
-    tp, fp = (pred & yb).sum(1), (pred & ~yb).sum(1)
-    tn, fn = (~pred & ~yb).sum(1), (~pred & yb).sum(1)
+    w = resample_weights(np.arange(len(y)) if clusters is None else clusters, n_boot, seed)
+    pred = p >= threshold
+    tp, fp = w @ (pred & y), w @ (pred & ~y)
+    tn, fn = w @ (~pred & ~y), w @ (~pred & y)
     with np.errstate(invalid="ignore", divide="ignore"):
         sens, spec, prec = tp / (tp + fn), tn / (tn + fp), tp / (tp + fp)
-        n_pos, n_neg = yb.sum(1), (~yb).sum(1)
-        ranks = rankdata(pb, axis=1)  # Mann-Whitney form of the AUC, ties averaged
-        auc = (np.where(yb, ranks, 0).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-        values = {"auc": auc, "accuracy": (tp + tn) / len(y), "sensitivity": sens, "specificity": spec,
-                  "precision": prec, "f1": 2 * prec * sens / (prec + sens), "balanced_accuracy": (sens + spec) / 2}
+        values = {"auc": weighted_auc(y, p, w), "accuracy": (tp + tn) / w.sum(1), "sensitivity": sens,
+                  "specificity": spec, "precision": prec, "f1": 2 * prec * sens / (prec + sens),
+                  "balanced_accuracy": (sens + spec) / 2}
     tail = (1.0 - level) / 2 * 100
     out = {}
     for name, arr in values.items():
@@ -192,15 +221,17 @@ def by_group(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float)
 
 
 def cohort_metrics(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.ndarray | None = None,
-                   threshold_ci95: dict | None = None) -> dict:
+                   threshold_ci95: dict | None = None, patients: np.ndarray | None = None) -> dict:
     """Everything reported for one scored cohort: ranking and threshold metrics, the same at 0.5,
-    bootstrap intervals, calibration, with the positives' groups sensitivity per group, and with
-    the threshold's validation interval the threshold metrics at both its ends (reported, never
-    used to choose: how much of the accuracy is the threshold's luck)."""
+    bootstrap intervals (resampling patients when `patients` names them), calibration, with the
+    positives' groups sensitivity per group, and with the threshold's validation interval the
+    threshold metrics at both its ends (reported, never used to choose: how much of the
+    accuracy is the threshold's luck)."""
     report = {
         "metrics": {**ranking_metrics(y, p), **threshold_metrics(y, p, threshold)},
         "at_0_5": threshold_metrics(y, p, 0.5),
-        "ci95": bootstrap_ci(y, p, threshold) if len(y) else {},
+        "ci95": bootstrap_ci(y, p, threshold, clusters=patients) if len(y) else {},
+        "ci95_resampled": _resampled(y, patients),
         "calibration": calibration(y, p),
         "by_type": by_group(y, p, groups, threshold) if groups is not None else {},
         "count": int(len(y)),
@@ -210,22 +241,32 @@ def cohort_metrics(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.nd
     return report
 
 
+def _resampled(y: np.ndarray, patients: np.ndarray | None) -> str:
+    """What the intervals' bootstrap drew, for the reader: patients (how many) or films."""
+    if patients is None:
+        return f"films ({len(y)})"
+    return f"patients ({len(np.unique(patients))}, holding {len(y)} films)"
+
+
 def evaluate_predictions(
     y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, cfg: EvaluateConfig,
     groups_val: np.ndarray | None = None, groups_test: np.ndarray | None = None,
+    patients_val: np.ndarray | None = None, patients_test: np.ndarray | None = None,
 ) -> dict:
     """The metrics.json content: threshold from validation, test at it and at 0.5; with the
-    positives' groups (pneumonia type), sensitivity per group."""
+    positives' groups (pneumonia type), sensitivity per group; with the films' patients, every
+    interval from resampling patients."""
     choice = choose_threshold(y_val, p_val, cfg)
     t = float(choice["threshold"])
-    choice["ci95"] = threshold_interval(y_val, p_val, cfg)
-    test = cohort_metrics(y_test, p_test, t, groups_test, choice["ci95"])
+    choice["ci95"] = threshold_interval(y_val, p_val, cfg, clusters=patients_val)
+    test = cohort_metrics(y_test, p_test, t, groups_test, choice["ci95"], patients_test)
     return {
         "threshold": choice,
         "test": test["metrics"],
         "test_at_0_5": test["at_0_5"],
         "test_at_threshold_ci95": test["at_threshold_ci95"],
         "test_ci95": test["ci95"],
+        "test_ci95_resampled": test["ci95_resampled"],
         "val": {**ranking_metrics(y_val, p_val), **threshold_metrics(y_val, p_val, t)},
         "calibration": {"val": calibration(y_val, p_val), "test": test["calibration"]},
         "by_type": {**({"val": by_group(y_val, p_val, groups_val, t)} if groups_val is not None else {}),

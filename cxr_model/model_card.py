@@ -47,7 +47,7 @@ def _threshold_interval_lines(th: dict) -> list[str]:
     ci, acc = th.get("ci95"), th.get("test_accuracy_at_ci95") or {}
     if not ci or ci["low"] == ci["high"]:
         return []
-    return ["", f"Drawn again from resampled validation films, the same rule would put it anywhere in "
+    return ["", f"Drawn again from resampled validation patients, the same rule would put it anywhere in "
                 f"{ci['low']:.3f}–{ci['high']:.3f} (95 %), and test accuracy at those ends would be "
                 f"{_pct(acc['low'])} and {_pct(acc['high'])}: read the accuracy, sensitivity and "
                 f"specificity below with that in mind."]
@@ -87,6 +87,7 @@ def build_card(
         "test_metrics": {k: metrics["test"][k] for k in
                          ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy")},
         "test_ci95": metrics.get("test_ci95", {}),
+        "test_ci95_resampled": metrics.get("test_ci95_resampled"),
         "test_at_0_5": {k: metrics["test_at_0_5"][k] for k in ("accuracy", "sensitivity", "specificity")},
         "test_images": metrics.get("counts", {}).get("test"),
         "validation_auc": metrics["val"]["auc"],
@@ -183,6 +184,8 @@ def render_markdown(card: dict) -> str:
         *_threshold_interval_lines(th),
         "",
         f"## Test metrics ({card['test_images']} held-out images, at the threshold above)",
+        *([f"The intervals resample {card['test_ci95_resampled']}: a patient's films count together.", ""]
+          if str(card.get("test_ci95_resampled", "")).startswith("patients") else []),
         "| metric | value | bootstrap 95 % CI |",
         "| --- | --- | --- |",
         *rows,

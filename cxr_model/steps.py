@@ -232,7 +232,9 @@ def evaluate(cfg: Config) -> dict:
     val, test = arrays["val"], arrays["test"]
     p_val, p_test = training.predict(model, val.x), training.predict(model, test.x)
     types_val, types_test = (np.array([data.pneumonia_type(path) for path in a.paths]) for a in (val, test))
-    metrics = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate, types_val, types_test)
+    patients_val, patients_test = (np.array([data.patient_id(path) for path in a.paths]) for a in (val, test))
+    metrics = evaluation.evaluate_predictions(val.y, p_val, test.y, p_test, cfg.evaluate, types_val, types_test,
+                                              patients_val, patients_test)
     # Validation only: shortcuts that would cost specificity on another site's films.
     def predict(x: np.ndarray) -> np.ndarray:
         return training.predict(model, x)

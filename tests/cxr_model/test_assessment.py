@@ -67,16 +67,19 @@ def test_the_report_measures_the_scored_films_and_writes_what_a_reader_needs(tmp
     rng = np.random.default_rng(0)
     y = np.r_[np.zeros(40, int), np.ones(60, int)]
     p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
-    scored = pd.DataFrame({"y": y, "probability": p, "type": ["" if v == 0 else ("virus" if i % 3 else "bacteria")
-                                                             for i, v in enumerate(y)]})
+    types = ["" if v == 0 else ("virus" if i % 3 else "bacteria") for i, v in enumerate(y)]
+    # Kermany names: two films per pneumonia patient; "scan-N.png" names no patient, so each is its own.
+    paths = [f"/c/PNEUMONIA/person{i // 2}_{t}_{i}.jpeg" if t else f"/c/NORMAL/scan-{i}.png" for i, t in enumerate(types)]
+    scored = pd.DataFrame({"path": paths, "y": y, "probability": p, "type": types})
     report = assessment.cohort_report(scored, threshold=0.45)
+    assert report["ci95_resampled"] == "patients (70, holding 100 films)"
     assert report["metrics"]["auc"] == pytest.approx(roc_auc_score(y, p))
     assert report["metrics"]["sensitivity"] == pytest.approx(np.mean(p[y == 1] >= 0.45))
     assert report["at_0_5"]["specificity"] == pytest.approx(np.mean(p[y == 0] < 0.5))
     assert report["ci95"]["auc"]["low"] <= report["metrics"]["auc"] <= report["ci95"]["auc"]["high"]
     assert report["by_type"]["virus"]["count"] + report["by_type"]["bacteria"]["count"] == 60
     assert report["count"] == 100
-    results = scored.assign(path=[f"f{i}.png" for i in range(100)], error=None)
+    results = scored.assign(error=None)
     paths = assessment.write_outputs(report, results, scored, tmp_path / "out")
     assert all(path.is_file() and path.stat().st_size > 0 for path in paths)
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]["threshold"] == 0.45

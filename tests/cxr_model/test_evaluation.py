@@ -5,8 +5,9 @@ from scipy.stats import binomtest
 from sklearn.calibration import calibration_curve
 
 from cxr_model.config import EvaluateConfig
-from cxr_model.evaluation import (by_group, calibration, choose_threshold, evaluate_predictions, ranking_metrics,
-                                  threshold_interval, threshold_metrics, wilson_interval)
+from cxr_model.evaluation import (bootstrap_ci, by_group, calibration, choose_threshold, cohort_metrics,
+                                  evaluate_predictions, ranking_metrics, resample_weights, threshold_interval,
+                                  threshold_metrics, weighted_auc, wilson_interval)
 
 
 @pytest.fixture
@@ -157,3 +158,52 @@ def test_the_report_gives_test_accuracy_at_both_ends_of_the_threshold_interval(s
     for end in ("low", "high"):
         assert ends[end]["threshold"] == ci[end]
         assert ends[end]["accuracy"] == pytest.approx(np.mean((p[200:] >= ci[end]) == y[200:]))
+
+
+def test_patient_resampling_draws_whole_patients():
+    patients = np.array(["a", "a", "a", "b", "c", "c"])
+    w = resample_weights(patients, n_boot=500, seed=1)
+    assert w.shape == (500, 6)
+    assert (w[:, 0] == w[:, 1]).all() and (w[:, 1] == w[:, 2]).all() and (w[:, 4] == w[:, 5]).all()
+    assert (w[:, [0, 3, 4]].sum(1) == 3).all()  # three patients drawn per resample
+    assert set(np.unique(w[:, 3])) == {0, 1, 2, 3}
+
+
+def test_weighted_auc_counts_each_film_as_often_as_it_was_drawn(scores):
+    y, p = scores
+    p = np.round(p, 1)  # many ties, which count one half
+    w = resample_weights(np.arange(len(y)), n_boot=5, seed=2)
+    for row, auc in zip(w.astype(int), weighted_auc(y, p, w)):
+        idx = np.repeat(np.arange(len(y)), row)
+        assert auc == pytest.approx(skm.roc_auc_score(y[idx], p[idx]))
+    one_class = weighted_auc(y, p, (y == 1)[None].astype(float))
+    assert np.isnan(one_class).all()
+
+
+def test_intervals_widen_when_a_patients_films_rise_and_fall_together():
+    # 60 patients with 10 films each; a patient's films share most of their score, so 600 films
+    # carry about as much evidence as 60 patients and the film-level bootstrap overstates it.
+    rng = np.random.default_rng(4)
+    patients = np.repeat(np.arange(60), 10)
+    y = (patients % 2).astype(int)
+    p = 1 / (1 + np.exp(-(1.2 * (2 * y - 1) + np.repeat(rng.normal(0, 1.5, 60), 10) + rng.normal(0, 0.3, 600))))
+    films, by_patient = bootstrap_ci(y, p, 0.5), bootstrap_ci(y, p, 0.5, clusters=patients)
+    for name in ("auc", "accuracy", "sensitivity", "specificity"):
+        width = {k: ci[name]["high"] - ci[name]["low"] for k, ci in (("films", films), ("patients", by_patient))}
+        assert width["patients"] > 2 * width["films"], name
+        assert by_patient[name]["low"] <= threshold_metrics(y, p, 0.5).get(name, ranking_metrics(y, p).get(name)) \
+            <= by_patient[name]["high"]
+    assert bootstrap_ci(y, p, 0.5, clusters=np.arange(600)) == films  # one film per patient: the same draw
+
+
+def test_the_report_says_what_its_intervals_resampled(scores):
+    y, p = scores
+    patients = np.arange(len(y)) // 2
+    report = cohort_metrics(y, p, 0.5, patients=patients)
+    assert report["ci95_resampled"] == "patients (200, holding 400 films)"
+    assert cohort_metrics(y, p, 0.5)["ci95_resampled"] == "films (400)"
+    full = evaluate_predictions(y[:200], p[:200], y[200:], p[200:], EvaluateConfig(),
+                                patients_val=patients[:200], patients_test=patients[200:])
+    assert full["test_ci95_resampled"] == "patients (100, holding 200 films)"
+    assert full["test_ci95"] == bootstrap_ci(y[200:], p[200:], full["threshold"]["threshold"],
+                                             clusters=patients[200:])

@@ -151,6 +151,8 @@ def test_model_card_travels_with_the_version(project, capsys):
     assert card["sensitivity_by_type"] == metrics["by_type"]["test"] and "| virus |" in md
     ci = metrics["threshold"]["ci95"]
     assert (f"{ci['low']:.3f}–{ci['high']:.3f} (95 %)" in md) == (ci["low"] < ci["high"])
+    assert f"The intervals resample {metrics['test_ci95_resampled']}" in md
+    assert metrics["test_ci95_resampled"].startswith("patients (")
     assert "bootstrap 95 % CI" in md and f"version {json.loads(cfg.layout.registration.read_text())['version']}" in md
 
 
@@ -169,6 +171,10 @@ def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(pr
     for name in ("auc", "accuracy", "sensitivity", "specificity"):
         assert report["metrics"][name] == pytest.approx(metrics["test"][name], abs=1e-6)
     assert report["count"] == metrics["counts"]["test"]
+    # The same patients redrawn (from the file names), so the same intervals.
+    assert report["ci95_resampled"] == metrics["test_ci95_resampled"] and "resampling patients (" in printed
+    for name in ("auc", "accuracy", "sensitivity", "specificity"):
+        assert report["ci95"][name] == pytest.approx(metrics["test_ci95"][name], abs=1e-9)
     # ... and the same figures at both ends of the stored threshold's validation interval.
     for end in ("low", "high"):
         assert report["at_threshold_ci95"][end]["accuracy"] == pytest.approx(
