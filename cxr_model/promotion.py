@@ -34,7 +34,8 @@ def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Deci
     `candidate` holds val_auc, val_sensitivity (at its stored threshold) and eval_auc, and for
     the shortcut gates probe_ratios (NORMAL score multiple per shortcut probe) and
     val_aspect_jitter_auc; `champion` holds eval_auc of the current champion on the same
-    evaluation images, or is None.
+    evaluation images, and optionally difference_ci95 (the paired interval of candidate minus
+    champion, reported beside the margin, not gated on), or is None.
     """
     reasons, ok = [], True
     if candidate["val_auc"] < gates.min_val_auc:
@@ -56,8 +57,11 @@ def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Deci
         reasons.append("no current champion")
     else:
         drop = champion["eval_auc"] - candidate["eval_auc"]
+        paired = champion.get("difference_ci95")
+        spread = (f" (difference {-drop:+.4f}, 95 % CI {paired['low']:+.4f} to {paired['high']:+.4f} over "
+                  f"resampled patients)" if paired else "")
         compare = (f"evaluation AUC {candidate['eval_auc']:.4f} vs champion v{champion['version']} "
-                   f"{champion['eval_auc']:.4f}")
+                   f"{champion['eval_auc']:.4f}{spread}")
         if drop > gates.max_auc_drop:
             ok = False
             reasons.append(f"{compare}: worse by {drop:.4f} > margin {gates.max_auc_drop}")

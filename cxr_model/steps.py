@@ -357,6 +357,11 @@ def promote(cfg: Config) -> dict:
         p = serving.load_predictor(f"models:/{name}/{champion_version}").probabilities(x)
         y = (test["label"] == data.LABELS[1]).to_numpy(dtype=int)
         champion = {"version": champion_version, "eval_auc": evaluation.ranking_metrics(y, p)["auc"]}
+        scored = pd.read_csv(lay.predictions).set_index("path")["probability"]
+        if set(scored.index) == set(test["path"]):  # the candidate's scores of the same films
+            patients = np.array([data.patient_id(path) for path in test["path"]])
+            champion["difference_ci95"] = evaluation.paired_auc_difference(
+                y, scored.loc[test["path"]].to_numpy(float), p, patients)
     candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],
                  "eval_auc": metrics["test"]["auc"], "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
                  "probe_ratios": probes.normal_ratios(metrics.get("val_probes", {}))}
@@ -367,7 +372,7 @@ def promote(cfg: Config) -> dict:
         promotion.apply(client, name, version, decision)
     client.set_tag(reg["run_id"], "cxr.promotion", decision.sentence()[:5000])
     result = {"version": version, "promoted": decision.promote, "reasons": decision.reasons,
-              "previous_champion": champion_version,
+              "previous_champion": champion_version, "comparison": champion,
               "champion": promotion.current_champion(client, name)}
     _write_json(lay.promotion, result)
     print(f"{name} version {version} {decision.sentence()}")

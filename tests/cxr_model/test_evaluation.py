@@ -6,7 +6,7 @@ from sklearn.calibration import calibration_curve
 
 from cxr_model.config import EvaluateConfig
 from cxr_model.evaluation import (bootstrap_ci, by_group, calibration, choose_threshold, cohort_metrics,
-                                  evaluate_predictions, ranking_metrics, resample_weights, threshold_interval,
+                                  evaluate_predictions, paired_auc_difference, ranking_metrics, resample_weights, threshold_interval,
                                   threshold_metrics, weighted_auc, wilson_interval)
 
 
@@ -207,3 +207,20 @@ def test_the_report_says_what_its_intervals_resampled(scores):
     assert full["test_ci95_resampled"] == "patients (100, holding 200 films)"
     assert full["test_ci95"] == bootstrap_ci(y[200:], p[200:], full["threshold"]["threshold"],
                                              clusters=patients[200:])
+
+
+def test_paired_difference_tells_a_better_model_from_the_draw_of_the_films():
+    rng = np.random.default_rng(6)
+    patients = np.repeat(np.arange(300), 2)
+    y = (patients % 2).astype(int)
+    truth = 1.5 * (2 * y - 1) + rng.normal(0, 1, 600)
+    old = truth + rng.normal(0, 1.5, 600)
+    better = truth + rng.normal(0, 0.3, 600)
+    twin = truth + rng.normal(0, 1.5, 600)  # as good as old, different errors
+    same = paired_auc_difference(y, old, old, patients)
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    gain = paired_auc_difference(y, better, old, patients)
+    assert gain["difference"] == pytest.approx(skm.roc_auc_score(y, better) - skm.roc_auc_score(y, old))
+    assert 0 < gain["low"] < gain["difference"] < gain["high"]
+    tie = paired_auc_difference(y, twin, old, patients)
+    assert tie["low"] < 0 < tie["high"]

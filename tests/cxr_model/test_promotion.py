@@ -28,6 +28,16 @@ def test_worse_model_is_kept_out_with_the_reason():
     assert "champion v4 0.9700: worse by 0.0200 > margin 0.005" in d.sentence()
 
 
+def test_the_paired_interval_is_reported_beside_the_margin_and_never_decides():
+    paired = {"difference": -0.008, "low": -0.0150, "high": -0.0010}
+    d = promotion.decide(cand(eval_auc=0.962), {"version": "4", "eval_auc": 0.97, "difference_ci95": paired}, GATES)
+    assert not d.promote  # the margin decides, as without the interval
+    assert "(difference -0.0080, 95 % CI -0.0150 to -0.0010 over resampled patients): worse by 0.0080" in d.sentence()
+    noise = {"difference": -0.008, "low": -0.02, "high": 0.004}
+    assert not promotion.decide(cand(eval_auc=0.962), {"version": "4", "eval_auc": 0.97, "difference_ci95": noise},
+                                GATES).promote
+
+
 @pytest.mark.parametrize("kwargs, reason", [
     ({"val_auc": 0.9}, "validation AUC 0.9000 < gate 0.95"),
     ({"sens": 0.5}, "validation sensitivity 0.5000 < gate 0.9"),

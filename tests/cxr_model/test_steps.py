@@ -65,6 +65,10 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg, caplog):
     outcome = steps.promote(strict)
     assert second["version"] != reg["version"] and not outcome["promoted"]
     assert "< gate 1.01" in outcome["reasons"][0]
+    # The same model again: the paired interval of the AUC difference sits at zero.
+    paired = outcome["comparison"]["difference_ci95"]
+    assert paired == pytest.approx({"difference": 0.0, "low": 0.0, "high": 0.0}, abs=1e-4)
+    assert "95 % CI" in outcome["reasons"][-1] and "over resampled patients" in outcome["reasons"][-1]
     assert str(client.get_model_version_by_alias("cxr-pneumonia", "champion").version) == reg["version"]
     assert client.get_model_version("cxr-pneumonia", second["version"]).tags["promotion.decision"] == "rejected"
 
