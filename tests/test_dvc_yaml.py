@@ -52,3 +52,35 @@ def test_train_depends_on_every_module_that_shapes_the_model():
                      if "register_keras_serializable" in path.read_text()}
     assert layer_modules >= {"cxr_model/augmentation.py", "cxr_model/normalization.py"}
     assert layer_modules | {"cxr_model/model.py", "cxr_model/training.py"} <= deps, f"train stage misses {sorted(layer_modules - deps)}"
+
+
+# Modules that shape no stage's outputs: settings are tracked as params, paths by the outs.
+NOT_OUTPUT_SHAPING = {"cxr_model/config.py", "cxr_model/errors.py", "cxr_model/layout.py"}
+# The step wrapper in stages/common.py calls tracking only to record a failed run.
+FAILURE_ONLY = {"cxr_model/tracking.py"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """cxr_model modules a file imports anywhere in it (`from cxr_model import x`,
+    `from cxr_model.x import y`), as paths."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cxr_model"):
+            names = [node.module] if node.module != "cxr_model" else [f"cxr_model.{a.name}" for a in node.names]
+            found |= {name.replace(".", "/") + ".py" for name in names}
+    return found
+
+
+def test_every_stage_depends_on_its_own_code_and_every_module_that_code_imports():
+    """Edit a stage's code, or a module it calls, and `dvc repro` must run that stage again."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    common = ROOT / "cxr_model" / "stages" / "common.py"
+    shared = {"cxr_model/stages/common.py"} | (_imported_modules(common) - FAILURE_ONLY)
+    for name, stage in stages.items():
+        own = ROOT / "cxr_model" / "stages" / f"{name}.py"
+        assert own.is_file(), f"stage {name} has no module {own}"
+        needed = ({f"cxr_model/stages/{name}.py"} | shared | _imported_modules(own)) - NOT_OUTPUT_SHAPING
+        deps = set(_paths(stage["deps"]))
+        assert needed <= deps, f"stage {name} misses {sorted(needed - deps)}"

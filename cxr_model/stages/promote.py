@@ -1,0 +1,52 @@
+"""The promote stage: champion/challenger on the gates and the evaluation set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cxr_model.config import Config
+from cxr_model.stages.common import read_json, step, write_json
+
+
+@step("promote")
+def promote(cfg: Config) -> dict:
+    """Move the champion alias to the new version if it passes the gates and the comparison."""
+    from cxr_model import data, evaluation, preprocess, probes, promotion, serving, tracking
+
+    lay = cfg.layout
+    reg = read_json(lay.registration)
+    metrics = read_json(lay.metrics)
+    name, version = reg["registered_model"], str(reg["version"])
+    client = tracking.client(cfg)
+    champion_version = promotion.current_champion(client, name)
+    champion = None
+    if champion_version is not None and champion_version != version:
+        tags = client.get_model_version(name, champion_version).tags
+        size = int(tags.get("image_size", cfg.preprocess.image_size))
+        manifest = data.read_manifest(lay.manifest)
+        test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+        x = preprocess.decoded_pixels(test, cfg.data_source, size, cfg.data.max_image_pixels, lay.cache_dir)
+        p = serving.load_predictor(f"models:/{name}/{champion_version}").probabilities(x)
+        y = (test["label"] == data.LABELS[1]).to_numpy(dtype=int)
+        champion = {"version": champion_version, "eval_auc": evaluation.ranking_metrics(y, p)["auc"]}
+        scored = pd.read_csv(lay.predictions).set_index("path")["probability"]
+        if set(scored.index) == set(test["path"]):  # the candidate's scores of the same films
+            patients = np.array([data.patient_id(path) for path in test["path"]])
+            champion["difference_ci95"] = evaluation.paired_auc_difference(
+                y, scored.loc[test["path"]].to_numpy(float), p, patients)
+    candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],
+                 "eval_auc": metrics["test"]["auc"], "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
+                 "probe_ratios": probes.normal_ratios(metrics.get("val_probes", {}))}
+    decision = promotion.decide(candidate, champion, cfg.promote)
+    if champion_version == version:
+        decision = promotion.Decision(True, ["already the champion"])
+    else:
+        promotion.apply(client, name, version, decision)
+    client.set_tag(reg["run_id"], "cxr.promotion", decision.sentence()[:5000])
+    result = {"version": version, "promoted": decision.promote, "reasons": decision.reasons,
+              "previous_champion": champion_version, "comparison": champion,
+              "champion": promotion.current_champion(client, name)}
+    write_json(lay.promotion, result)
+    print(f"{name} version {version} {decision.sentence()}")
+    return result
