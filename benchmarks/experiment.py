@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.name:
         parser.error("a NAME is needed (or --table)")
     if args.blind:
-        from cxr_model import steps
+        from cxr_model.stages.common import test_log
 
-        steps.test_log.disabled = True
+        test_log.disabled = True
     row = run(args.name, args.overrides, args.params, args.note)
     print(table([row], blind=args.blind))
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Callable
 
 from cxr_model.config import Config
-from cxr_model.stages.common import log, split_arrays as _arrays, test_log  # noqa: F401  (tests, benchmarks)
 from cxr_model.stages.evaluate import evaluate
 from cxr_model.stages.ingest import import_data, ingest
 from cxr_model.stages.profile import profile

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from cxr_model import steps
+from cxr_model.stages.common import split_arrays
 from cxr_model.config import load_config
 from cxr_model.errors import DataError, ValidationFailed
 from tests.conftest import mlflow_client, normal_name, pneumonia_name, synthetic_xray, write_params
@@ -116,7 +117,7 @@ def test_safe_formats_are_converted_and_reported(case, cfg, dataset, caplog):
     with caplog.at_level("WARNING", logger="cxr"):
         assert steps.validate(cfg)["warnings"] == 1
     assert "converted to 8-bit grayscale" in caplog.text and rel in caplog.text
-    pixels = steps._arrays(cfg)
+    pixels = split_arrays(cfg)
     assert pixels["train"].x.dtype == np.uint8
 
 

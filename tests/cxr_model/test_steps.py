@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cxr_model import cli, steps
+from cxr_model.stages.common import test_log
 from cxr_model.config import load_config
 from cxr_model.errors import ValidationFailed
 from tests.conftest import mlflow_client, write_params
@@ -84,12 +85,12 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg, caplog):
     # A blind experiment silences the evaluate lines that quote the test split, and only those.
     def evaluate_log(blind: bool) -> list[str]:
         caplog.clear()
-        steps.test_log.disabled = blind
+        test_log.disabled = blind
         try:
             with caplog.at_level("INFO"):
                 steps.evaluate(cfg)
         finally:
-            steps.test_log.disabled = False
+            test_log.disabled = False
         return [r.getMessage() for r in caplog.records if r.name.startswith("cxr")]
 
     seen, blind = evaluate_log(blind=False), evaluate_log(blind=True)
