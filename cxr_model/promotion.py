@@ -58,8 +58,8 @@ def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Deci
     else:
         drop = champion["eval_auc"] - candidate["eval_auc"]
         paired = champion.get("difference_ci95")
-        spread = (f" (difference {-drop:+.4f}, 95 % CI {paired['low']:+.4f} to {paired['high']:+.4f} over "
-                  f"resampled patients)" if paired else "")
+        spread = (f" (difference {_signed(-drop)}, 95 % CI {_signed(paired['low'])} to {_signed(paired['high'])} "
+                  f"over resampled patients)" if paired else "")
         compare = (f"evaluation AUC {candidate['eval_auc']:.4f} vs champion v{champion['version']} "
                    f"{champion['eval_auc']:.4f}{spread}")
         if drop > gates.max_auc_drop:
@@ -68,6 +68,11 @@ def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Deci
         else:
             reasons.append(f"{compare}: within margin {gates.max_auc_drop}")
     return Decision(ok, reasons)
+
+
+def _signed(value: float) -> str:
+    """+0.0012 / -0.0012, and +0.0000 for anything that rounds to zero (never "-0.0000")."""
+    return f"{round(value, 4) + 0.0:+.4f}"
 
 
 def shortcut_gates(candidate: dict, gates: PromoteConfig) -> tuple[list[str], list[str]]:

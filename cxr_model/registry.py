@@ -30,7 +30,7 @@ def log_and_register(
     registered_model: str, tags: dict[str, str],
 ) -> tuple[str, str]:
     """Log the pyfunc (Keras weights, settings, model card) in the active run; return (uri, version)."""
-    from cxr_model.serving import IMAGE_COLUMN, CxrPyfunc, signature
+    from cxr_model.serving import IMAGE_COLUMN, signature
 
     work_dir.mkdir(parents=True, exist_ok=True)
     settings = work_dir / SETTINGS_FILE
@@ -42,7 +42,7 @@ def log_and_register(
     threshold = predictor.threshold
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=CxrPyfunc(),
+        python_model=str(Path(__file__).with_name("pyfunc_entry.py")),  # code, not a pickle
         artifacts={"keras_model": str(model_path), "settings": str(settings),
                    "model_card_json": str(card_json), "model_card_md": str(card_md)},
         signature=signature(b64, predictor.predict_bytes(samples)),

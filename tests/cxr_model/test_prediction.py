@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import shutil
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -110,7 +111,7 @@ def test_missing_champion_or_inputs_give_one_sentence(project, tmp_path, capsys)
     assert "cannot load model models:/cxr-pneumonia/999" in capsys.readouterr().err
 
 
-def test_pyfunc_takes_base64_images_and_answers_bad_ones_with_reasons(project):
+def test_pyfunc_takes_base64_images_and_answers_bad_ones_with_reasons(project, tmp_path):
     cfg, _ = project
     model = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.registered_model}@champion")
     good = (cfg.data_source / read_manifest(cfg.layout.manifest)["path"].iloc[0]).read_bytes()
@@ -124,6 +125,13 @@ def test_pyfunc_takes_base64_images_and_answers_bad_ones_with_reasons(project):
     assert "not a usable image" in out["error"][2]
     assert "exceeds" in out["error"][3]
     assert out["probability"][1:].isna().all()
+    # Logged from code, not pickled: the version carries its loading code and no python_model.pkl.
+    flavor = model.metadata.flavors["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model" and "python_model" not in flavor
+    local = mlflow.artifacts.download_artifacts(f"models:/{cfg.mlflow.registered_model}@champion",
+                                                dst_path=str(tmp_path))
+    files = {path.name for path in Path(local).iterdir()}
+    assert "pyfunc_entry.py" in files and "python_model.pkl" not in files
 
 
 def test_model_card_travels_with_the_version(project, capsys):

@@ -33,6 +33,10 @@ def test_the_paired_interval_is_reported_beside_the_margin_and_never_decides():
     d = promotion.decide(cand(eval_auc=0.962), {"version": "4", "eval_auc": 0.97, "difference_ci95": paired}, GATES)
     assert not d.promote  # the margin decides, as without the interval
     assert "(difference -0.0080, 95 % CI -0.0150 to -0.0010 over resampled patients): worse by 0.0080" in d.sentence()
+    same = {"difference": -1e-17, "low": -1e-17, "high": 0.0}  # one model twice, rounding apart
+    d = promotion.decide(cand(eval_auc=0.97), {"version": "4", "eval_auc": 0.97 + 1e-17, "difference_ci95": same},
+                         GATES)
+    assert "(difference +0.0000, 95 % CI +0.0000 to +0.0000 over resampled patients)" in d.sentence()
     noise = {"difference": -0.008, "low": -0.02, "high": 0.004}
     assert not promotion.decide(cand(eval_auc=0.962), {"version": "4", "eval_auc": 0.97, "difference_ci95": noise},
                                 GATES).promote
