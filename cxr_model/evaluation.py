@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
+from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from cxr_model.config import EvaluateConfig
@@ -213,24 +213,54 @@ def paired_auc_difference(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, c
     return {"difference": float(point), "low": float(low), "high": float(high)}
 
 
-def wilson_interval(k: int, n: int, level: float = 0.95) -> dict[str, float]:
-    """Interval for a proportion that stays inside [0, 1] for small groups and rates near 1."""
+def wilson_interval(k: float, n: float, level: float = 0.95) -> dict[str, float]:
+    """Interval for a proportion that stays inside [0, 1] for small groups and rates near 1; k and
+    n may be effective (fractional) counts, as for films clustered in patients."""
     if not n:
         return {"low": float("nan"), "high": float("nan")}
-    ci = binomtest(k, n).proportion_ci(level, method="wilson")
-    return {"low": float(ci.low), "high": float(ci.high)}
+    z = float(norm.ppf(0.5 + level / 2))
+    share, shrink = k / n, 1 + z * z / n
+    centre = (share + z * z / (2 * n)) / shrink
+    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / shrink
+    return {"low": float(max(0.0, centre - half)), "high": float(min(1.0, centre + half))}
 
 
-def by_group(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float) -> dict[str, dict]:
-    """Per group of positives (named; "" = unknown, skipped): how many, the sensitivity with its
-    Wilson interval, and the AUC of that group against every negative."""
+def clustered_interval(hits: np.ndarray, clusters: np.ndarray | None = None, level: float = 0.95) -> dict[str, float]:
+    """Wilson interval of a share of films, on the effective number of films once a patient's films
+    are allowed to agree: n divided by the design effect (the cluster-robust variance over the
+    independent one, between 1 and the mean films per patient; that mean when every film agrees)."""
+    hits = np.asarray(hits, dtype=bool)
+    n = len(hits)
+    if not n:
+        return wilson_interval(0, 0, level)
+    _, cluster_of = np.unique(np.arange(n) if clusters is None else np.asarray(clusters), return_inverse=True)
+    k = int(cluster_of.max()) + 1
+    share = float(hits.mean())
+    if k == n:
+        effect = 1.0
+    elif 0.0 < share < 1.0:
+        spread = np.bincount(cluster_of, weights=hits) - share * np.bincount(cluster_of)
+        robust = k / (k - 1) * float(np.sum(spread ** 2)) / n ** 2 if k > 1 else float("inf")
+        effect = float(np.clip(robust / (share * (1 - share) / n), 1.0, n / k))
+    else:
+        effect = n / k
+    return wilson_interval(share * n / effect, n / effect, level)
+
+
+def by_group(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float,
+             patients: np.ndarray | None = None) -> dict[str, dict]:
+    """Per group of positives (named; "" = unknown, skipped): how many films (and patients), the
+    sensitivity with its Wilson interval (on the effective count when patients are named), and
+    the AUC of that group against every negative."""
     y, p, groups = np.asarray(y), np.asarray(p, dtype=float), np.asarray(groups)
     out = {}
     for name in sorted(set(groups[y == 1]) - {""}):
         pos = (y == 1) & (groups == name)
-        k, n = int(np.sum(p[pos] >= threshold)), int(pos.sum())
+        hits, n = p[pos] >= threshold, int(pos.sum())
+        who = None if patients is None else np.asarray(patients)[pos]
         keep = pos | (y == 0)
-        out[str(name)] = {"count": n, "sensitivity": k / n, "sensitivity_ci95": wilson_interval(k, n),
+        out[str(name)] = {"count": n, "patients": n if who is None else int(len(np.unique(who))),
+                          "sensitivity": float(hits.mean()), "sensitivity_ci95": clustered_interval(hits, who),
                           "auc": ranking_metrics(y[keep], p[keep])["auc"]}
     return out
 
@@ -248,7 +278,7 @@ def cohort_metrics(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.nd
         "ci95": bootstrap_ci(y, p, threshold, clusters=patients) if len(y) else {},
         "ci95_resampled": _resampled(y, patients),
         "calibration": calibration(y, p),
-        "by_type": by_group(y, p, groups, threshold) if groups is not None else {},
+        "by_type": by_group(y, p, groups, threshold, patients) if groups is not None else {},
         "count": int(len(y)),
     }
     if threshold_ci95:
@@ -284,7 +314,7 @@ def evaluate_predictions(
         "test_ci95_resampled": test["ci95_resampled"],
         "val": {**ranking_metrics(y_val, p_val), **threshold_metrics(y_val, p_val, t)},
         "calibration": {"val": calibration(y_val, p_val), "test": test["calibration"]},
-        "by_type": {**({"val": by_group(y_val, p_val, groups_val, t)} if groups_val is not None else {}),
+        "by_type": {**({"val": by_group(y_val, p_val, groups_val, t, patients_val)} if groups_val is not None else {}),
                     **({"test": test["by_type"]} if groups_test is not None else {})},
         "counts": {"val": int(len(y_val)), "test": int(len(y_test))},
     }

@@ -140,10 +140,12 @@ def _type_lines(by_type: dict[str, dict]) -> list[str]:
     """A total sensitivity can hide a pneumonia type the model misses."""
     if not by_type:
         return []
-    rows = [f"| {name} | {g['count']} | {_pct(g['sensitivity'])} ({_pct(g['sensitivity_ci95']['low'])} – "
-            f"{_pct(g['sensitivity_ci95']['high'])}) | {g['auc']:.3f} |" for name, g in by_type.items()]
+    rows = [f"| {name} | {g['count']} ({g.get('patients', g['count'])}) | {_pct(g['sensitivity'])} "
+            f"({_pct(g['sensitivity_ci95']['low'])} – {_pct(g['sensitivity_ci95']['high'])}) | {g['auc']:.3f} |"
+            for name, g in by_type.items()]
     return ["## Sensitivity by pneumonia type (test, at the threshold above)",
-            "| type | films | sensitivity (Wilson 95 % CI) | AUC against every NORMAL film |",
+            "| type | films (patients) | sensitivity (Wilson 95 % CI, a patient's films allowed to agree) | "
+            "AUC against every NORMAL film |",
             "| --- | --- | --- | --- |", *rows, ""]
 
 

@@ -5,7 +5,7 @@ from scipy.stats import binomtest
 from sklearn.calibration import calibration_curve
 
 from cxr_model.config import EvaluateConfig
-from cxr_model.evaluation import (bootstrap_ci, by_group, calibration, choose_threshold, cohort_metrics,
+from cxr_model.evaluation import (bootstrap_ci, by_group, calibration, clustered_interval, choose_threshold, cohort_metrics,
                                   evaluate_predictions, paired_auc_difference, ranking_metrics, resample_weights, threshold_interval,
                                   threshold_metrics, weighted_auc, wilson_interval)
 
@@ -224,3 +224,30 @@ def test_paired_difference_tells_a_better_model_from_the_draw_of_the_films():
     assert 0 < gain["low"] < gain["difference"] < gain["high"]
     tie = paired_auc_difference(y, twin, old, patients)
     assert tie["low"] < 0 < tie["high"]
+
+
+def test_a_share_of_films_counts_patients_whose_films_agree_once():
+    hits = np.array([True] * 80 + [False] * 20)
+    alone = clustered_interval(hits, np.arange(100))
+    assert alone == pytest.approx(wilson_interval(80, 100))  # one film per patient: plain Wilson
+    agreeing = np.repeat(np.arange(20), 5)  # 16 patients with five hits, 4 with five misses
+    assert clustered_interval(hits, agreeing) == pytest.approx(wilson_interval(16, 20))
+    mixed = np.tile(np.arange(20), 5)  # every patient 4 hits and 1 miss: no clustering to see
+    assert clustered_interval(hits, mixed) == pytest.approx(alone)
+    every = np.ones(100, bool)  # all hits: the patients are the sample
+    assert clustered_interval(every, agreeing) == pytest.approx(wilson_interval(20, 20))
+    assert clustered_interval(every) == pytest.approx(wilson_interval(100, 100))
+
+
+def test_per_group_sensitivity_counts_patients_and_widens_with_them(scores):
+    y, p = scores
+    groups = np.where(y == 1, "bacteria", "")
+    patients = np.arange(len(y)) // 4  # four films per patient, consecutive
+    p = p.copy()
+    for patient in np.unique(patients):  # a patient's films score alike
+        p[patients == patient] = p[patients == patient].mean()
+    films, by_patient = by_group(y, p, groups, 0.5)["bacteria"], by_group(y, p, groups, 0.5, patients)["bacteria"]
+    assert films["patients"] == films["count"] and by_patient["patients"] == len(np.unique(patients[y == 1]))
+    assert by_patient["sensitivity"] == films["sensitivity"]
+    wide = by_patient["sensitivity_ci95"]["high"] - by_patient["sensitivity_ci95"]["low"]
+    assert wide > 1.3 * (films["sensitivity_ci95"]["high"] - films["sensitivity_ci95"]["low"])
