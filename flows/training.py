@@ -65,6 +65,11 @@ def report(results: dict) -> str:
         m = ev["test"]
         lines.append(f"test @ threshold {ev['threshold']:.4f}: AUC {m['auc']:.4f}  accuracy {m['accuracy']:.4f}  "
                      f"sensitivity {m['sensitivity']:.4f}  specificity {m['specificity']:.4f}  F1 {m['f1']:.4f}")
+        if ev.get("test_ci95"):
+            ci = ev["test_ci95"]
+            lines.append(f"95 % intervals, redrawing {ev.get('test_ci95_resampled', 'films')}: " + ", ".join(
+                f"{name} {ci[name]['low']:.4f}-{ci[name]['high']:.4f}"
+                for name in ("auc", "accuracy", "sensitivity", "specificity") if name in ci))
         if ev.get("threshold_ci95"):
             ci, ends = ev["threshold_ci95"], ev["test_at_threshold_ci95"]
             lines.append(f"threshold over validation resamples: {ci['low']:.3f}-{ci['high']:.3f} (95 %); "

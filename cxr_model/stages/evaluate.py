@@ -56,4 +56,5 @@ def evaluate(cfg: Config) -> dict:
              metrics["val"]["auc"], metrics["val_aspect_jitter_auc"])
     test_log.info("evaluate: over validation resamples the threshold would land in %.3f-%.3f (95 %%); test accuracy "
                   "at those ends %.4f and %.4f", ci["low"], ci["high"], ends["low"]["accuracy"], ends["high"]["accuracy"])
-    return {"threshold": t, "threshold_ci95": ci, "test": m, "test_at_threshold_ci95": ends}
+    return {"threshold": t, "threshold_ci95": ci, "test": m, "test_at_threshold_ci95": ends,
+            "test_ci95": metrics["test_ci95"], "test_ci95_resampled": metrics["test_ci95_resampled"]}

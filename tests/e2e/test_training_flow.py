@@ -42,8 +42,12 @@ def test_flow_tracks_and_registers_the_model(finished):
     version = client.get_model_version("cxr-pneumonia", reg["version"])
     assert version.run_id == reg["run_id"] and "threshold" in version.tags
     assert "registered cxr-pneumonia version" in proc.stdout + proc.stderr
-    ci = json.loads(cfg.layout.metrics.read_text())["threshold"]["ci95"]
+    metrics = json.loads(cfg.layout.metrics.read_text())
+    ci = metrics["threshold"]["ci95"]
     assert f"threshold over validation resamples: {ci['low']:.3f}-{ci['high']:.3f}" in proc.stdout + proc.stderr
+    auc = metrics["test_ci95"]["auc"]
+    assert (f"95 % intervals, redrawing {metrics['test_ci95_resampled']}: auc {auc['low']:.4f}-{auc['high']:.4f}"
+            in proc.stdout + proc.stderr)
 
 
 def test_flow_metrics_are_consistent_and_splits_do_not_leak(finished):
