@@ -123,15 +123,28 @@ def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, cfg: EvaluateConfig) 
     }
 
 
-def resample_weights(clusters: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) bootstrap weights: each resample draws the clusters (patients) with replacement
-    and a film counts as often as its patient was drawn. A patient's films are not independent
-    (the test split holds up to 9 per patient), so resampling films alone narrows the intervals."""
-    _, cluster_of = np.unique(np.asarray(clusters), return_inverse=True)
+def resample_weights(n: int, n_boot: int, seed: int, clusters: np.ndarray | None = None) -> np.ndarray:
+    """(n_boot, n) bootstrap weights of n films: each resample draws the clusters (patients; each
+    film its own when None) with replacement, and a film counts as often as its patient was drawn.
+    A patient's films are not independent (the test split holds up to 9 per patient), so
+    resampling films alone can narrow the intervals."""
+    _, cluster_of = np.unique(np.arange(n) if clusters is None else np.asarray(clusters), return_inverse=True)
     k = int(cluster_of.max()) + 1 if len(cluster_of) else 0
     draws = np.random.default_rng(seed).integers(0, k, (n_boot, k))
     counts = np.bincount((draws + k * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * k)
     return counts.reshape(n_boot, k)[:, cluster_of].astype(np.float64)
+
+
+def percentile_interval(values, level: float = 0.95) -> dict[str, float]:
+    """The central `level` share of bootstrap values, the undefined ones (a class not drawn) left
+    out; NaN when none is left."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if not len(arr):
+        return {"low": float("nan"), "high": float("nan")}
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(arr, [tail, 100 - tail])
+    return {"low": float(low), "high": float(high)}
 
 
 def weighted_auc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -158,18 +171,15 @@ def threshold_interval(y_val: np.ndarray, p_val: np.ndarray, cfg: EvaluateConfig
     the rule's pick moves with which films happened to be drawn (0.15-0.33 over six runs,
     results.md SP1), and one run's accuracy depends on it."""
     y_val, p_val = np.asarray(y_val), np.asarray(p_val, dtype=float)
-    clusters = np.arange(len(y_val)) if clusters is None else clusters
     picks = []
-    for weights in resample_weights(clusters, n_boot, seed).astype(int):
+    for weights in resample_weights(len(y_val), n_boot, seed, clusters).astype(int):
         idx = np.repeat(np.arange(len(y_val)), weights)
         if len(np.unique(y_val[idx])) == 2:
             picks.append(float(choose_threshold(y_val[idx], p_val[idx], cfg)["threshold"]))
     if not picks:  # one class, or a film or two: no resample holds both classes
         point = float(choose_threshold(y_val, p_val, cfg)["threshold"])
         return {"low": point, "high": point}
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(picks, [tail, 100 - tail])
-    return {"low": float(low), "high": float(high)}
+    return percentile_interval(picks, level)
 
 
 def bootstrap_ci(
@@ -180,7 +190,7 @@ def bootstrap_ci(
     patient (else films): a 600-image test set leaves points of sampling error, and more when
     a patient's films rise and fall together."""
     y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
-    w = resample_weights(np.arange(len(y)) if clusters is None else clusters, n_boot, seed)
+    w = resample_weights(len(y), n_boot, seed, clusters)
     pred = p >= threshold
     tp, fp = w @ (pred & y), w @ (pred & ~y)
     tn, fn = w @ (~pred & ~y), w @ (~pred & y)
@@ -189,13 +199,7 @@ def bootstrap_ci(
         values = {"auc": weighted_auc(y, p, w), "accuracy": (tp + tn) / w.sum(1), "sensitivity": sens,
                   "specificity": spec, "precision": prec, "f1": 2 * prec * sens / (prec + sens),
                   "balanced_accuracy": (sens + spec) / 2}
-    tail = (1.0 - level) / 2 * 100
-    out = {}
-    for name, arr in values.items():
-        arr = arr[np.isfinite(arr)]
-        lo, hi = np.percentile(arr, [tail, 100 - tail]) if len(arr) else (np.nan, np.nan)
-        out[name] = {"low": float(lo), "high": float(hi)}
-    return out
+    return {name: percentile_interval(arr, level) for name, arr in values.items()}
 
 
 def paired_auc_difference(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, clusters: np.ndarray | None = None,
@@ -204,13 +208,10 @@ def paired_auc_difference(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, c
     same patients redrawn for both): whether one model really scores better or the gap is the
     draw of the evaluation films."""
     y, p_new, p_old = np.asarray(y), np.asarray(p_new, dtype=float), np.asarray(p_old, dtype=float)
-    w = resample_weights(np.arange(len(y)) if clusters is None else clusters, n_boot, seed)
-    diffs = weighted_auc(y, p_new, w) - weighted_auc(y, p_old, w)
-    diffs = diffs[np.isfinite(diffs)]
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail]) if len(diffs) else (np.nan, np.nan)
+    w = resample_weights(len(y), n_boot, seed, clusters)
+    interval = percentile_interval(weighted_auc(y, p_new, w) - weighted_auc(y, p_old, w), level)
     point = ranking_metrics(y, p_new)["auc"] - ranking_metrics(y, p_old)["auc"]
-    return {"difference": float(point), "low": float(low), "high": float(high)}
+    return {"difference": float(point), **interval}
 
 
 def wilson_interval(k: float, n: float, level: float = 0.95) -> dict[str, float]:

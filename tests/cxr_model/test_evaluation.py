@@ -162,7 +162,7 @@ def test_the_report_gives_test_accuracy_at_both_ends_of_the_threshold_interval(s
 
 def test_patient_resampling_draws_whole_patients():
     patients = np.array(["a", "a", "a", "b", "c", "c"])
-    w = resample_weights(patients, n_boot=500, seed=1)
+    w = resample_weights(6, n_boot=500, seed=1, clusters=patients)
     assert w.shape == (500, 6)
     assert (w[:, 0] == w[:, 1]).all() and (w[:, 1] == w[:, 2]).all() and (w[:, 4] == w[:, 5]).all()
     assert (w[:, [0, 3, 4]].sum(1) == 3).all()  # three patients drawn per resample
@@ -172,7 +172,7 @@ def test_patient_resampling_draws_whole_patients():
 def test_weighted_auc_counts_each_film_as_often_as_it_was_drawn(scores):
     y, p = scores
     p = np.round(p, 1)  # many ties, which count one half
-    w = resample_weights(np.arange(len(y)), n_boot=5, seed=2)
+    w = resample_weights(len(y), n_boot=5, seed=2)
     for row, auc in zip(w.astype(int), weighted_auc(y, p, w)):
         idx = np.repeat(np.arange(len(y)), row)
         assert auc == pytest.approx(skm.roc_auc_score(y[idx], p[idx]))
