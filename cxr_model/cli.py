@@ -109,13 +109,15 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     m, n_pos = report["metrics"], int(scored["y"].sum())
     print(f"{cohort}: {len(scored)} films scored ({n_pos} PNEUMONIA, {len(scored) - n_pos} NORMAL), "
           f"{refused} refused as unreadable or implausible (reasons in {out / 'predictions.csv'})")
-    print(f"  at the model's threshold {predictor.threshold:.3f}: {_figures(m, report['ci95'])}"
-          f" (95 % intervals resampling {report['ci95_resampled']})")
+    print(f"  at the model's threshold {predictor.threshold:.3f}: {_figures(m, report['ci95'])}")
+    print(f"  (95 % intervals from redrawing {report['ci95_resampled']})")
     print(f"  at 0.5: {_figures(report['at_0_5'])}")
     for end, m_end in report.get("at_threshold_ci95", {}).items():
         print(f"  at the {end} end of the threshold's validation interval, {m_end['threshold']:.3f}: {_figures(m_end)}")
     for name, group in report["by_type"].items():
-        print(f"  {name}: {group['count']} films, sensitivity {group['sensitivity']:.3f}, AUC {group['auc']:.3f}")
+        ci = group["sensitivity_ci95"]
+        print(f"  {name}: {group['count']} films of {group['patients']} patients, sensitivity "
+              f"{group['sensitivity']:.3f} ({ci['low']:.3f}-{ci['high']:.3f}), AUC {group['auc']:.3f}")
     if predictor.card.get("test_metrics"):
         print(f"  the model on its own test split: {_figures(predictor.card['test_metrics'])}")
     if not args.no_track:

@@ -180,7 +180,7 @@ def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(pr
         assert report["metrics"][name] == pytest.approx(metrics["test"][name], abs=1e-6)
     assert report["count"] == metrics["counts"]["test"]
     # The same patients redrawn (from the file names), so the same intervals.
-    assert report["ci95_resampled"] == metrics["test_ci95_resampled"] and "resampling patients (" in printed
+    assert report["ci95_resampled"] == metrics["test_ci95_resampled"] and "from redrawing patients (" in printed
     for name in ("auc", "accuracy", "sensitivity", "specificity"):
         assert report["ci95"][name] == pytest.approx(metrics["test_ci95"][name], abs=1e-9)
     # ... and the same figures at both ends of the stored threshold's validation interval.
