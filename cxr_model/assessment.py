@@ -59,24 +59,32 @@ def fingerprint(scored: pd.DataFrame) -> str:
 
 
 def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict | None = None) -> dict:
-    """Metrics of the scored images (path, y, probability, type) at the model's threshold and at
-    0.5, with bootstrap intervals (resampling patients where the file names tell them, as in the
-    Kermany names; any other film counts as its own patient), calibration and sensitivity by pneumonia type; with the stored
+    """Metrics of the scored images (path, y, probability, type, optionally patient) at the model's
+    threshold and at 0.5, with bootstrap intervals (resampling patients: cohort_patients),
+    calibration and sensitivity by pneumonia type; with the stored
     threshold's validation interval, the same at both its ends (how much rides on where it fell)."""
     y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
     if len(np.unique(y)) < 2:
         raise DataError("after refusing implausible images, the cohort holds only one class: "
                         "no AUC, sensitivity and specificity can be measured")
     types = scored["type"].fillna("").to_numpy(str)
-    patients = np.array([patient_id(path) for path in scored["path"]])
+    patients = np.array(cohort_patients(scored))
     return evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None, threshold_ci95,
                                      patients)
+
+
+def cohort_patients(scored: pd.DataFrame) -> list[str]:
+    """Each film's patient: the DICOM header's PatientID where there is one, else the patient the
+    Kermany file names give, else the film itself."""
+    ids = scored["patient"].fillna("") if "patient" in scored else pd.Series("", index=scored.index)
+    return [f"dicom:{pid}" if pid else f"name:{patient_id(path)}" for pid, path in zip(ids, scored["path"])]
 
 
 def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path,
                   name: str = "cohort") -> list[Path]:
     """metrics.json, per-image predictions and the plots a reader looks at first."""
     out.mkdir(parents=True, exist_ok=True)
+    results = results.drop(columns=["patient"], errors="ignore")  # PatientIDs never leave memory
     y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
     t = report["metrics"]["threshold"]
     paths = [out / "metrics.json", out / "predictions.csv"]

@@ -95,7 +95,7 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     cohort = assessment.cohort_name(args.name or folder.resolve().name)
     files = assessment.labelled_files(folder)
     predictor = _load_predictor(cfg, args.model, args.threshold)
-    results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False)
+    results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, patients=True)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
     scored = results[results["error"].isna()]
     refused = len(results) - len(scored)

@@ -20,7 +20,8 @@ HEADER_FIELDS = ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge")
 def read_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict[str, str]]:
     """Pixels after the modality LUT (rescale slope/intercept) and VOI LUT (window), with
     MONOCHROME1 inverted so bone is bright as in the training JPEGs, as uint8 (h, w); and the
-    header fields of HEADER_FIELDS that are filled in, upper-cased."""
+    header fields of HEADER_FIELDS that are filled in, upper-cased, with the PatientID as written
+    (which films are one patient's, for `cxr assess`'s intervals; never written to any output)."""
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -52,4 +53,5 @@ def read_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict[str, str]
     else:
         gray = stretch_to_uint8(values)  # 12/16-bit or rescaled values: window result to 0-255
     header = {name: str(ds.get(name, "") or "").strip().upper() for name in HEADER_FIELDS}
+    header["PatientID"] = str(ds.get("PatientID", "") or "").strip()
     return 255 - gray if photometric == "MONOCHROME1" else gray, {k: v for k, v in header.items() if v}

@@ -95,7 +95,7 @@ class Decoded:
     gray: np.ndarray
     colourfulness: float
     format: str
-    header: dict[str, str] = field(default_factory=dict)  # DICOM only: dicom.HEADER_FIELDS filled in
+    header: dict[str, str] = field(default_factory=dict)  # DICOM only: dicom.HEADER_FIELDS and PatientID filled in
 
 
 def decode(data: bytes, max_pixels: int) -> Decoded:

@@ -35,6 +35,7 @@ class Prepared:
     x: np.ndarray | None = None
     gray: np.ndarray | None = None
     error: str = ""
+    patient: str = ""  # a DICOM header's PatientID; kept in memory, never written out
 
 
 @dataclass
@@ -88,7 +89,8 @@ class Predictor:
         reason = implausibility(decoded, self.settings)
         if reason:
             return Prepared(gray=decoded.gray, error=f"not a plausible frontal chest X-ray: {reason}")
-        return Prepared(x=images.preprocess(decoded.gray, self.image_size), gray=decoded.gray)
+        return Prepared(x=images.preprocess(decoded.gray, self.image_size), gray=decoded.gray,
+                        patient=decoded.header.get("PatientID", ""))
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """P(pneumonia) for uint8 images shaped (n, size, size) or (n, size, size, 1)."""
@@ -123,8 +125,10 @@ class Predictor:
         return self.score(self.prepare_many(payloads))
 
     def predict_files(self, paths: list[Path], out_dir: Path | None = None, gradcam: bool = True,
-                      progress: bool = True) -> pd.DataFrame:
-        """Score files in batches; write Grad-CAM overlays when out_dir is given."""
+                      progress: bool = True, patients: bool = False) -> pd.DataFrame:
+        """Score files in batches; write Grad-CAM overlays when out_dir is given; with `patients`,
+        a column `patient` holds each DICOM film's PatientID (empty for other files): for
+        grouping in memory, to be dropped before anything is written."""
         from tqdm import tqdm
 
         from cxr_model.gradcam import GradCam, save_overlay
@@ -143,6 +147,8 @@ class Predictor:
             frame.insert(1, "sha256", [hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else None
                                        for data in payloads])
             frame["heatmap"] = None
+            if patients:
+                frame["patient"] = [p.patient for p in prepared]
             ok = [i for i, p in enumerate(prepared) if p.x is not None]
             if cam is not None and ok:
                 maps = cam.heatmaps(np.stack([prepared[i].x for i in ok])[..., None].astype(np.float32))

@@ -85,3 +85,17 @@ def test_the_report_measures_the_scored_films_and_writes_what_a_reader_needs(tmp
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]["threshold"] == 0.45
     with pytest.raises(DataError, match="only one class"):
         assessment.cohort_report(scored[scored["y"] == 1], 0.5)
+
+
+def test_a_films_patient_is_its_dicom_patient_id_else_the_one_its_name_gives(tmp_path):
+    scored = pd.DataFrame({
+        "path": ["/c/NORMAL/1.2.3", "/c/NORMAL/1.2.4", "/c/NORMAL/scan.png", "/c/PNEUMONIA/person7_virus_1.jpeg",
+                 "/c/PNEUMONIA/person7_virus_2.jpeg", "/c/PNEUMONIA/1.2.5"],
+        "patient": ["MRN-1", "MRN-1", "", "", "", "person7"],  # a DICOM ID never merges with a file name's
+        "y": [0, 0, 0, 1, 1, 1], "probability": [0.1, 0.2, 0.3, 0.8, 0.7, 0.6], "type": ["", "", "", "virus", "virus", ""]})
+    assert assessment.cohort_patients(scored) == ["dicom:MRN-1", "dicom:MRN-1", "name:scan", "name:person7",
+                                                  "name:person7", "dicom:person7"]
+    report = assessment.cohort_report(scored, threshold=0.5)
+    assert report["ci95_resampled"] == "patients (4, holding 6 films)"
+    assessment.write_outputs(report, scored.assign(error=None), scored, tmp_path)
+    assert "patient" not in pd.read_csv(tmp_path / "predictions.csv").columns

@@ -54,3 +54,5 @@ def test_the_header_says_what_the_film_shows_and_empty_fields_are_left_out():
     _, header = read_dicom(dicom_bytes(_gradient(), BodyPartExamined=""), 10_000_000)
     assert "BodyPartExamined" not in header and "PatientAge" not in header
     assert decode(dicom_bytes(_gradient(), ViewPosition="LL"), 10_000_000).header["ViewPosition"] == "LL"
+    # The patient, as written: which films are one patient's (cxr assess groups by it).
+    assert read_dicom(dicom_bytes(_gradient(), PatientID="Mrn-0042 "), 10_000_000)[1]["PatientID"] == "Mrn-0042"

@@ -74,8 +74,8 @@ def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(proj
     (folder / "h_photo.png").write_bytes(_png(rgb))
     # PACS exports name DICOM files by UID or give them no suffix; other files are passed over, aloud
     (folder / "pacs").mkdir()
-    (folder / "pacs" / "IM000001").write_bytes(dicom_bytes(xray))
-    (folder / "pacs" / "1.2.840.113619.2.1").write_bytes(dicom_bytes(xray))
+    (folder / "pacs" / "IM000001").write_bytes(dicom_bytes(xray, PatientID="MRN-0042"))
+    (folder / "pacs" / "1.2.840.113619.2.1").write_bytes(dicom_bytes(xray, PatientID="MRN-0042"))
     (folder / "pacs" / "lateral.dcm").write_bytes(dicom_bytes(xray, ViewPosition="LL"))
     (folder / "pacs" / "DICOMDIR.txt").write_text("an index, not a film")
     (folder / "readme").write_text("no suffix, not DICOM")
@@ -100,6 +100,29 @@ def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(proj
     assert "view position LL" in reasons["lateral.dcm"]
     summary = json.loads((out / "predictions.json").read_text())
     assert summary["images"] == 11 and summary["scored"] == 5 and summary["refused"] == 6
+    # A patient's identifier is read for grouping only: no output carries it.
+    assert "patient" not in rows.columns
+    assert all("MRN-0042" not in path.read_text() for path in (out / "predictions.csv", out / "predictions.json"))
+
+
+def test_assess_groups_dicom_films_by_the_headers_patient_and_writes_no_identifier(project, tmp_path, capsys):
+    _, params = project
+    cohort = tmp_path / "pacs-export"
+    for label in ("NORMAL", "PNEUMONIA"):
+        (cohort / label).mkdir(parents=True)
+        for patient in range(4):
+            for film in range(2):  # two films per patient, named by UID as PACS exports name them
+                pixels = np.asarray(synthetic_xray(100 * patient + film + (50 if label == "NORMAL" else 0), label, 64))
+                (cohort / label / f"1.2.826.0.1.{label[0]}{patient}.{film}").write_bytes(
+                    dicom_bytes(pixels, PatientID=f"MRN-{label}-{patient}"))
+    out = tmp_path / "assessed"
+    assert cli.main(["--params", str(params), "assess", str(cohort), "--out", str(out), "--no-track"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["count"] == 16 and report["ci95_resampled"] == "patients (8, holding 16 films)"
+    assert "from redrawing patients (8, holding 16 films)" in printed
+    assert "patient" not in pd.read_csv(out / "predictions.csv").columns
+    assert not any("MRN-" in path.read_text() for path in out.glob("*.*") if path.suffix in (".csv", ".json"))
 
 
 def test_missing_champion_or_inputs_give_one_sentence(project, tmp_path, capsys):
