@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from cxr_model.config import Config
@@ -32,9 +31,8 @@ def promote(cfg: Config) -> dict:
         champion = {"version": champion_version, "eval_auc": evaluation.ranking_metrics(y, p)["auc"]}
         scored = pd.read_csv(lay.predictions).set_index("path")["probability"]
         if set(scored.index) == set(test["path"]):  # the candidate's scores of the same films
-            patients = np.array([data.patient_id(path) for path in test["path"]])
             champion["difference_ci95"] = evaluation.paired_auc_difference(
-                y, scored.loc[test["path"]].to_numpy(float), p, patients)
+                y, scored.loc[test["path"]].to_numpy(float), p, test["patient_id"].to_numpy())
     candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],
                  "eval_auc": metrics["test"]["auc"], "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
                  "probe_ratios": probes.normal_ratios(metrics.get("val_probes", {}))}
