@@ -42,12 +42,14 @@ def register(cfg: Config) -> dict:
                           run_name=None if run_id else f"train-{tracking.stamp()}") as run:
         mlflow.set_tags({**{f"cxr.{k}": v for k, v in tags.items()}, "cxr.status": "completed",
                          "cxr.data_source": ingest_summary["source"],
-                         "cxr.threshold_method": metrics["threshold"]["method"]})
+                         "cxr.threshold_method": metrics["threshold"]["method"],
+                         "cxr.test_ci95_resampled": metrics.get("test_ci95_resampled", "films")})
         mlflow.log_params(cfg.flat_params())
         if "train_loss" not in run.data.metrics:  # a sweep trial's run already holds its curves
             tracking.log_history(history)
         tracking.log_metric_tree("", {"test": metrics["test"], "test_at_0_5": metrics["test_at_0_5"],
                                       "threshold_ci95": metrics["threshold"].get("ci95", {}),
+                                      "test_ci95": metrics.get("test_ci95", {}),
                                       "val_final": metrics["val"], "val_probes": metrics.get("val_probes", {}),
                                       "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
                                       "calibration": {split: {k: cal[k] for k in ("brier", "ece")}

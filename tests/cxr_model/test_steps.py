@@ -52,6 +52,8 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg, caplog):
     assert run.data.metrics["calibration_test_brier"] == pytest.approx(metrics["calibration"]["test"]["brier"])
     assert run.data.metrics["by_type_test_virus_sensitivity"] == pytest.approx(by_type["virus"]["sensitivity"])
     assert run.data.metrics["threshold_ci95_high"] == pytest.approx(metrics["threshold"]["ci95"]["high"])
+    assert run.data.metrics["test_ci95_auc_low"] == pytest.approx(metrics["test_ci95"]["auc"]["low"])
+    assert run.data.tags["cxr.test_ci95_resampled"] == metrics["test_ci95_resampled"]
     assert len(client.get_metric_history(reg["run_id"], "val_auc")) == 1  # one per epoch
     artifacts = {a.path for a in client.list_artifacts(reg["run_id"], "evaluation")}
     assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/roc.png" in artifacts
