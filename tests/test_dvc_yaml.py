@@ -62,15 +62,16 @@ FAILURE_ONLY = {"cxr_model/tracking.py"}
 
 def _imported_modules(path: Path) -> set[str]:
     """cxr_model modules a file imports anywhere in it (`from cxr_model import x`,
-    `from cxr_model.x import y`), as paths."""
+    `from cxr_model.x import y`, `import cxr_model.x`), as paths."""
     import ast
 
-    found = set()
+    names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cxr_model"):
-            names = [node.module] if node.module != "cxr_model" else [f"cxr_model.{a.name}" for a in node.names]
-            found |= {name.replace(".", "/") + ".py" for name in names}
-    return found
+            names |= {node.module} if node.module != "cxr_model" else {f"cxr_model.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("cxr_model.")}
+    return {name.replace(".", "/") + ".py" for name in names}
 
 
 def test_every_stage_depends_on_its_own_code_and_every_module_that_code_imports():
