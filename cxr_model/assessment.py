@@ -69,8 +69,15 @@ def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict |
                         "no AUC, sensitivity and specificity can be measured")
     types = scored["type"].fillna("").to_numpy(str)
     patients = np.array(cohort_patients(scored))
-    return evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None, threshold_ci95,
-                                     patients)
+    report = evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None, threshold_ci95,
+                                       patients)
+    if "borderline" in scored and scored["borderline"].notna().any():
+        inside = scored["borderline"].fillna(False).to_numpy(bool)
+        right = (p >= threshold) == (y == 1)
+        report["borderline"] = {"count": int(inside.sum()),
+                                "accuracy": float(right[inside].mean()) if inside.any() else float("nan"),
+                                "accuracy_elsewhere": float(right[~inside].mean()) if (~inside).any() else float("nan")}
+    return report
 
 
 def cohort_patients(scored: pd.DataFrame) -> list[str]:

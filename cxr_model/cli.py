@@ -70,8 +70,13 @@ def predict(cfg: Config, args: argparse.Namespace) -> int:
     csv_path, json_path = prediction.write_summary(results, out, info)
     for row in results.itertuples():
         verdict = f"refused: {row.error}" if isinstance(row.error, str) else f"{row.probability:.4f}  {row.label}"
-        print(f"{row.path}\t{verdict}")
+        print(f"{row.path}\t{verdict}" + ("  (borderline)" if row.borderline is True else ""))
     scored = int(results["error"].isna().sum())
+    borderline = int((results["borderline"] == True).sum())  # noqa: E712 (None means unknown)
+    if predictor.band:
+        print(f"\n{borderline} borderline: their scores lie within {predictor.band[0]:.3f}-{predictor.band[1]:.3f}, "
+              "where the threshold itself could have fallen (its 95 % interval over validation resamples); "
+              "the label of these is the least certain.")
     print(f"\n{scored} of {len(results)} images scored with {predictor.source} (threshold "
           f"{predictor.threshold:.4f}); {len(results) - scored} refused. Summary: {csv_path}, {json_path}"
           + ("" if args.no_gradcam else f"; Grad-CAM overlays in {out / 'gradcam'}"))
@@ -114,6 +119,10 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     print(f"  at 0.5: {_figures(report['at_0_5'])}")
     for end, m_end in report.get("at_threshold_ci95", {}).items():
         print(f"  at the {end} end of the threshold's validation interval, {m_end['threshold']:.3f}: {_figures(m_end)}")
+    if report.get("borderline"):
+        b = report["borderline"]
+        print(f"  borderline (scores within the threshold's validation interval): {b['count']} films, "
+              f"accuracy {b['accuracy']:.3f} against {b['accuracy_elsewhere']:.3f} for the others")
     for name, group in report["by_type"].items():
         ci = group["sensitivity_ci95"]
         print(f"  {name}: {group['count']} films of {group['patients']} patients, sensitivity "

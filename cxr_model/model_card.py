@@ -50,7 +50,8 @@ def _threshold_interval_lines(th: dict) -> list[str]:
     return ["", f"Drawn again from resampled validation patients, the same rule would put it anywhere in "
                 f"{ci['low']:.3f}–{ci['high']:.3f} (95 %), and test accuracy at those ends would be "
                 f"{_pct(acc['low'])} and {_pct(acc['high'])}: read the accuracy, sensitivity and "
-                f"specificity below with that in mind."]
+                f"specificity below with that in mind. A score inside that interval is marked borderline "
+                f"by `cxr predict` and the served model."]
 
 
 def build_card(

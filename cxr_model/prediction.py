@@ -49,6 +49,9 @@ class Predictor:
     settings: PredictConfig = field(default_factory=PredictConfig)
     card: dict = field(default_factory=dict)
     source: str = ""
+    # The threshold's 95 % interval over validation resamples: a score inside it is borderline,
+    # as the threshold itself could have fallen on either side of it (None: no interval known).
+    band: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         import tensorflow as tf
@@ -61,7 +64,8 @@ class Predictor:
     # -- settings travel with the model ------------------------------------------------------
     def settings_dict(self) -> dict:
         return {"threshold": self.threshold, "image_size": self.image_size, "max_pixels": self.max_pixels,
-                "predict": dataclasses.asdict(self.settings), "labels": list(LABELS)}
+                "predict": dataclasses.asdict(self.settings), "labels": list(LABELS),
+                "threshold_ci95": list(self.band) if self.band else None}
 
     @classmethod
     def from_files(cls, model_path: str | Path, settings_path: str | Path, card: dict | None = None,
@@ -71,8 +75,12 @@ class Predictor:
         s = json.loads(Path(settings_path).read_text())
         predict = PredictConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in s["predict"].items()})
         model = keras.models.load_model(model_path, compile=False)
+        band = s.get("threshold_ci95")
+        if band is None:  # registered before the settings held it: the model card may
+            ci = ((card or {}).get("threshold") or {}).get("ci95") or {}
+            band = [ci["low"], ci["high"]] if ci and ci["low"] < ci["high"] else None
         return cls(model, float(s["threshold"]), int(s["image_size"]), int(s["max_pixels"]), predict,
-                   card or {}, source or str(model_path))
+                   card or {}, source or str(model_path), tuple(band) if band else None)
 
     # -- scoring -------------------------------------------------------------------------------
     def prepare(self, data: bytes | Prepared) -> Prepared:
@@ -100,17 +108,21 @@ class Predictor:
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
     def score(self, prepared: list[Prepared]) -> pd.DataFrame:
-        """One row per input: probability, label at the stored threshold, error."""
+        """One row per input: probability, label at the stored threshold, whether the score is
+        borderline (inside the threshold's validation interval; None when unknown), error."""
         ok = [i for i, p in enumerate(prepared) if p.x is not None]
         prob = np.full(len(prepared), np.nan)
         if ok:
             prob[ok] = self.probabilities(np.stack([prepared[i].x for i in ok]))
         label = [LABELS[int(p >= self.threshold)] if np.isfinite(p) else None for p in prob]
+        low, high = self.band or (np.nan, np.nan)
+        borderline = [bool(low <= p <= high) if self.band and np.isfinite(p) else None for p in prob]
         # object columns keep None (JSON null) for refused inputs instead of NaN
         return pd.DataFrame({
             "probability": pd.Series([float(p) if np.isfinite(p) else None for p in prob], dtype=object),
             "label": pd.Series(label, dtype=object),
             "threshold": self.threshold,
+            "borderline": pd.Series(borderline, dtype=object),
             "error": pd.Series([p.error or None for p in prepared], dtype=object),
         })
 
@@ -162,7 +174,7 @@ class Predictor:
             bar.update(len(chunk))
         bar.close()
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=["path", "sha256", "probability", "label", "threshold", "error", "heatmap"])
+            columns=["path", "sha256", "probability", "label", "threshold", "borderline", "error", "heatmap"])
 
 
 def _read(path: Path) -> bytes | Prepared:

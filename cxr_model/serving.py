@@ -14,7 +14,7 @@ import pandas as pd
 from cxr_model.prediction import Prepared, Predictor
 
 IMAGE_COLUMN = "image"
-OUTPUT_COLUMNS = ("probability", "label", "threshold", "error")
+OUTPUT_COLUMNS = ("probability", "label", "threshold", "borderline", "error")
 
 
 def payloads(model_input: pd.DataFrame, max_bytes: int) -> list[Prepared | bytes]:
@@ -49,7 +49,8 @@ class CxrPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         items = payloads(model_input, self.predictor.settings.max_image_bytes)
-        return self.predictor.score(self.predictor.prepare_many(items))[list(OUTPUT_COLUMNS)]
+        scored = self.predictor.score(self.predictor.prepare_many(items))
+        return scored[[c for c in OUTPUT_COLUMNS if c in scored.columns]]
 
 
 def signature(sample_b64: list[str], sample_output: pd.DataFrame):
@@ -103,5 +104,5 @@ def load_predictor(uri: str, threshold: float | None = None, settings: dict | No
     if version:
         predictor.card = {**predictor.card, "version": version}
     if threshold is not None:
-        predictor.threshold = threshold
+        predictor.threshold, predictor.band = threshold, None  # the stored interval was the stored threshold's
     return predictor

@@ -82,7 +82,8 @@ def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(proj
     out = tmp_path / "out"
     code = cli.main(["--params", str(project[1]), "predict", str(folder), "--out", str(out)])
     assert code == 0
-    assert "passed over 2 file(s)" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "passed over 2 file(s)" in captured.err
     rows = pd.read_csv(out / "predictions.csv")
     rows.index = [p.split("/")[-1] for p in rows["path"]]
     good = rows.loc[["a_good.jpeg", "b_sixteen_bit.png", "c_scan.dcm", "IM000001", "1.2.840.113619.2.1"]]
@@ -100,6 +101,13 @@ def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(proj
     assert "view position LL" in reasons["lateral.dcm"]
     summary = json.loads((out / "predictions.json").read_text())
     assert summary["images"] == 11 and summary["scored"] == 5 and summary["refused"] == 6
+    # Borderline: the score inside the threshold's validation interval, stored with the version.
+    ci = json.loads(cfg.layout.metrics.read_text())["threshold"]["ci95"]
+    assert champion.band == pytest.approx((ci["low"], ci["high"]))
+    assert list(good["borderline"]) == [bool(ci["low"] <= p <= ci["high"]) for p in good["probability"]]
+    assert rows["borderline"][rows["error"].notna()].isna().all()
+    assert f"{int(good['borderline'].sum())} borderline: their scores lie within {ci['low']:.3f}-{ci['high']:.3f}" \
+        in captured.out
     # A patient's identifier is read for grouping only: no output carries it.
     assert "patient" not in rows.columns
     assert all("MRN-0042" not in path.read_text() for path in (out / "predictions.csv", out / "predictions.json"))
@@ -134,6 +142,15 @@ def test_missing_champion_or_inputs_give_one_sentence(project, tmp_path, capsys)
     assert "cannot load model models:/cxr-pneumonia/999" in capsys.readouterr().err
 
 
+def test_a_threshold_given_by_hand_has_no_borderline_band(project):
+    cfg, _ = project
+    uri = serving.resolve_uri(None, cfg.mlflow.registered_model)
+    by_hand = serving.load_predictor(uri, threshold=0.5)
+    assert by_hand.band is None and by_hand.threshold == 0.5
+    film = (cfg.data_source / read_manifest(cfg.layout.manifest)["path"].iloc[0]).read_bytes()
+    assert by_hand.predict_bytes([film])["borderline"].isna().all()
+
+
 def test_pyfunc_takes_base64_images_and_answers_bad_ones_with_reasons(project, tmp_path):
     cfg, _ = project
     model = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.registered_model}@champion")
@@ -142,7 +159,8 @@ def test_pyfunc_takes_base64_images_and_answers_bad_ones_with_reasons(project, t
     frame = pd.DataFrame({"image": [base64.b64encode(good).decode(), "%%% not base64 %%%",
                                     base64.b64encode(b"GIF89a nonsense").decode(), too_big]})
     out = model.predict(frame)
-    assert list(out.columns) == ["probability", "label", "threshold", "error"]
+    assert list(out.columns) == ["probability", "label", "threshold", "borderline", "error"]
+    assert out["borderline"][0] in (True, False) and out["borderline"][1:].isna().all()
     assert 0 <= out["probability"][0] <= 1 and out["label"][0] in ("NORMAL", "PNEUMONIA") and pd.isna(out["error"][0])
     assert "not valid base64" in out["error"][1]
     assert "not a usable image" in out["error"][2]
@@ -202,6 +220,9 @@ def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(pr
     for name in ("auc", "accuracy", "sensitivity", "specificity"):
         assert report["metrics"][name] == pytest.approx(metrics["test"][name], abs=1e-6)
     assert report["count"] == metrics["counts"]["test"]
+    ci, p_test = metrics["threshold"]["ci95"], pd.read_csv(cfg.layout.predictions)["probability"]
+    assert report["borderline"]["count"] == int(p_test.between(ci["low"], ci["high"]).sum())
+    assert "borderline (scores within the threshold's validation interval)" in printed
     # The same patients redrawn (from the file names), so the same intervals.
     assert report["ci95_resampled"] == metrics["test_ci95_resampled"] and "from redrawing patients (" in printed
     for name in ("auc", "accuracy", "sensitivity", "specificity"):

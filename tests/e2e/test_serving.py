@@ -69,6 +69,7 @@ def test_served_model_scores_a_real_xray_and_refuses_bad_uploads(server, pipelin
     # the same probability the pipeline computed from its training-time array cache
     assert first["probability"] == pytest.approx(expected.iloc[0], abs=1e-5)
     assert first["label"] in ("NORMAL", "PNEUMONIA") and first["error"] is None
+    assert first["borderline"] in (True, False) and second["borderline"] is None
     assert second["probability"] is None and "not a usable image" in second["error"]
 
     big = "A" * (cfg.predict.max_image_bytes * 4 // 3 + 4)
