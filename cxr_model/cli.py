@@ -72,8 +72,8 @@ def predict(cfg: Config, args: argparse.Namespace) -> int:
         verdict = f"refused: {row.error}" if isinstance(row.error, str) else f"{row.probability:.4f}  {row.label}"
         print(f"{row.path}\t{verdict}" + ("  (borderline)" if row.borderline is True else ""))
     scored = int(results["error"].isna().sum())
-    borderline = int((results["borderline"] == True).sum())  # noqa: E712 (None means unknown)
     if predictor.band:
+        borderline = int((results["borderline"] == True).sum())  # noqa: E712 (None means unknown)
         print(f"\n{borderline} borderline: their scores lie within {predictor.band[0]:.3f}-{predictor.band[1]:.3f}, "
               "where the threshold itself could have fallen (its 95 % interval over validation resamples); "
               "the label of these is the least certain.")

@@ -123,13 +123,18 @@ def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, cfg: EvaluateConfig) 
     }
 
 
+def cluster_index(n: int, clusters: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Each of n films' cluster (patient) as 0..k-1, and k; each film its own when None."""
+    _, cluster_of = np.unique(np.arange(n) if clusters is None else np.asarray(clusters), return_inverse=True)
+    return cluster_of, int(cluster_of.max()) + 1 if n else 0
+
+
 def resample_weights(n: int, n_boot: int, seed: int, clusters: np.ndarray | None = None) -> np.ndarray:
     """(n_boot, n) bootstrap weights of n films: each resample draws the clusters (patients; each
     film its own when None) with replacement, and a film counts as often as its patient was drawn.
     A patient's films are not independent (the test split holds up to 9 per patient), so
     resampling films alone can narrow the intervals."""
-    _, cluster_of = np.unique(np.arange(n) if clusters is None else np.asarray(clusters), return_inverse=True)
-    k = int(cluster_of.max()) + 1 if len(cluster_of) else 0
+    cluster_of, k = cluster_index(n, clusters)
     draws = np.random.default_rng(seed).integers(0, k, (n_boot, k))
     counts = np.bincount((draws + k * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * k)
     return counts.reshape(n_boot, k)[:, cluster_of].astype(np.float64)
@@ -234,8 +239,7 @@ def clustered_interval(hits: np.ndarray, clusters: np.ndarray | None = None, lev
     n = len(hits)
     if not n:
         return wilson_interval(0, 0, level)
-    _, cluster_of = np.unique(np.arange(n) if clusters is None else np.asarray(clusters), return_inverse=True)
-    k = int(cluster_of.max()) + 1
+    cluster_of, k = cluster_index(n, clusters)
     share = float(hits.mean())
     if k == n:
         effect = 1.0

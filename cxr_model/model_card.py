@@ -44,8 +44,10 @@ def software_versions() -> dict[str, str]:
 
 
 def _threshold_interval_lines(th: dict) -> list[str]:
+    from cxr_model.prediction import borderline_band
+
     ci, acc = th.get("ci95"), th.get("test_accuracy_at_ci95") or {}
-    if not ci or ci["low"] == ci["high"]:
+    if borderline_band(ci) is None:
         return []
     return ["", f"Drawn again from resampled validation patients, the same rule would put it anywhere in "
                 f"{ci['low']:.3f}–{ci['high']:.3f} (95 %), and test accuracy at those ends would be "

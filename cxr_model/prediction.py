@@ -38,6 +38,14 @@ class Prepared:
     patient: str = ""  # a DICOM header's PatientID; kept in memory, never written out
 
 
+def borderline_band(ci: dict | None) -> tuple[float, float] | None:
+    """The threshold's validation interval ({"low", "high"}) as the band of borderline scores, or
+    None when there is none or it is a single point (every resample picked the same threshold)."""
+    if not ci or not ci["low"] < ci["high"]:
+        return None
+    return float(ci["low"]), float(ci["high"])
+
+
 @dataclass
 class Predictor:
     """A loaded model with everything needed to use it like the pipeline did."""
@@ -77,8 +85,7 @@ class Predictor:
         model = keras.models.load_model(model_path, compile=False)
         band = s.get("threshold_ci95")
         if band is None:  # registered before the settings held it: the model card may
-            ci = ((card or {}).get("threshold") or {}).get("ci95") or {}
-            band = [ci["low"], ci["high"]] if ci and ci["low"] < ci["high"] else None
+            band = borderline_band(((card or {}).get("threshold") or {}).get("ci95"))
         return cls(model, float(s["threshold"]), int(s["image_size"]), int(s["max_pixels"]), predict,
                    card or {}, source or str(model_path), tuple(band) if band else None)
 

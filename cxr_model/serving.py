@@ -49,8 +49,7 @@ class CxrPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         items = payloads(model_input, self.predictor.settings.max_image_bytes)
-        scored = self.predictor.score(self.predictor.prepare_many(items))
-        return scored[[c for c in OUTPUT_COLUMNS if c in scored.columns]]
+        return self.predictor.score(self.predictor.prepare_many(items))[list(OUTPUT_COLUMNS)]
 
 
 def signature(sample_b64: list[str], sample_output: pd.DataFrame):

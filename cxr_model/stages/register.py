@@ -24,7 +24,7 @@ def register(cfg: Config) -> dict:
 
     from cxr_model import model_card, registry, tracking
     from cxr_model.model import keras
-    from cxr_model.prediction import Predictor
+    from cxr_model.prediction import Predictor, borderline_band
 
     lay = cfg.layout
     ingest_summary = read_json(lay.ingest_summary)
@@ -64,10 +64,8 @@ def register(cfg: Config) -> dict:
         tracking.log_files([lay.history, lay.training_curves, lay.train_summary], "training")
         tracking.log_files([lay.metrics, lay.predictions, *sorted(lay.evaluate_dir.glob("*.png"))], "evaluation")
         model = keras.models.load_model(lay.model, compile=False)
-        ci = metrics["threshold"].get("ci95") or {}
-        band = (float(ci["low"]), float(ci["high"])) if ci and ci["low"] < ci["high"] else None
         predictor = Predictor(model, threshold, cfg.preprocess.image_size, cfg.data.max_image_pixels, cfg.predict,
-                              band=band)
+                              band=borderline_band(metrics["threshold"].get("ci95")))
         model_info = {"architecture": cfg.model.arch, "parameters": int(model.count_params()),
                       "input": f"grayscale {cfg.preprocess.image_size}x{cfg.preprocess.image_size}, 0-255"}
         card = model_card.build_card(cfg.mlflow.registered_model, ingest_summary, train_summary, metrics,
