@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -17,6 +18,8 @@ from cxr_model.config import Config
 from cxr_model.data import LABELS, patient_id, pneumonia_type
 from cxr_model.errors import DataError
 from cxr_model.prediction import is_film_file
+
+IDENTIFIERS = ["patient", "listed_patient"]  # read for grouping films by patient, written nowhere
 
 
 def labelled_files(folder: Path) -> pd.DataFrame:
@@ -40,6 +43,47 @@ def labelled_files(folder: Path) -> pd.DataFrame:
         raise DataError(f"no {' or '.join(missing)} images under {folder}: a cohort needs images in both "
                         f"{LABELS[0]}/ and {LABELS[1]}/ folders (at any depth) to measure the model")
     return files
+
+
+def patients_from_list(csv_path: Path, folder: Path, paths: list[str]) -> tuple[list[str], list[str]]:
+    """Each film's patient from the site's own list (CSV, columns `file` and `patient`; `file` the
+    path below the cohort folder, or a file name only one film has), and the list's entries that
+    name no film: files named by accession number say nothing about the patient, and a patient's
+    films counted as independent narrow the intervals. Every film must be listed."""
+    csv_path, folder = Path(csv_path), Path(folder)
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(f"patient list not found: {csv_path}") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"patient list {csv_path} is not a readable CSV ({error})") from None
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    if not {"file", "patient"} <= set(table.columns):
+        raise DataError(f"patient list {csv_path} needs the columns file and patient (it has: "
+                        f"{', '.join(table.columns) or 'none'})")
+    listed: dict[str, str] = {}
+    for row, (file, patient) in enumerate(zip(table["file"], table["patient"]), start=2):
+        key, patient = file.strip().replace("\\", "/").removeprefix("./"), patient.strip()
+        if not key or not patient:
+            raise DataError(f"patient list {csv_path}, line {row}: a file and a patient are both needed")
+        if listed.setdefault(key, patient) != patient:
+            raise DataError(f"patient list {csv_path} lists {key} twice, under different patients")
+    names = Counter(Path(path).name for path in paths)
+    found, used, missing = [], set(), []
+    for path in paths:
+        relative, name = Path(path).relative_to(folder).as_posix(), Path(path).name
+        key = relative if relative in listed else name if name in listed else None
+        if key == name and names[name] > 1:
+            raise DataError(f"patient list {csv_path}: the file name {name} is shared by {names[name]} films; "
+                            "give their paths below the cohort folder instead")
+        if key is None:
+            missing.append(relative)
+        used.add(key)
+        found.append(listed.get(key, ""))
+    if missing:
+        raise DataError(f"{len(missing)} of {len(paths)} films have no patient in {csv_path}, e.g. "
+                        f"{', '.join(missing[:3])}: list every film (its path below {folder}, or its file name)")
+    return found, sorted(set(listed) - used)
 
 
 def cohort_name(name: str) -> str:
@@ -81,17 +125,20 @@ def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict |
 
 
 def cohort_patients(scored: pd.DataFrame) -> list[str]:
-    """Each film's patient: the DICOM header's PatientID where there is one, else the patient the
-    Kermany file names give, else the film itself."""
-    ids = scored["patient"].fillna("") if "patient" in scored else pd.Series("", index=scored.index)
-    return [f"dicom:{pid}" if pid else f"name:{patient_id(path)}" for pid, path in zip(ids, scored["path"])]
+    """Each film's patient: the site's patient list where one was given (`listed_patient`), else the
+    DICOM header's PatientID, else the patient the Kermany file names give, else the film itself."""
+    def column(name: str) -> pd.Series:
+        return scored[name].fillna("") if name in scored else pd.Series("", index=scored.index)
+
+    return [f"list:{listed}" if listed else f"dicom:{pid}" if pid else f"name:{patient_id(path)}"
+            for listed, pid, path in zip(column("listed_patient"), column("patient"), scored["path"])]
 
 
 def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path,
                   name: str = "cohort") -> list[Path]:
     """metrics.json, per-image predictions and the plots a reader looks at first."""
     out.mkdir(parents=True, exist_ok=True)
-    results = results.drop(columns=["patient"], errors="ignore")  # PatientIDs never leave memory
+    results = results.drop(columns=IDENTIFIERS, errors="ignore")  # patient IDs never leave memory
     y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
     t = report["metrics"]["threshold"]
     paths = [out / "metrics.json", out / "predictions.csv"]

@@ -99,14 +99,24 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     cohort = assessment.cohort_name(args.name or folder.resolve().name)
     files = assessment.labelled_files(folder)
+    if args.patients:
+        files["listed_patient"], unlisted = assessment.patients_from_list(Path(args.patients), folder,
+                                                                          list(files["path"]))
+        if unlisted:
+            print(f"cxr assess: {len(unlisted)} entries of {args.patients} name no film of the cohort, e.g. "
+                  f"{', '.join(unlisted[:3])}", file=sys.stderr)
     predictor = _load_predictor(cfg, args.model, args.threshold)
     results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, patients=True)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
+    if args.patients:
+        results["listed_patient"] = files["listed_patient"].to_numpy()
     scored = results[results["error"].isna()]
     refused = len(results) - len(scored)
     # The stored threshold's validation interval; a threshold given by hand has none.
     interval = predictor.card.get("threshold", {}).get("ci95") if args.threshold is None else None
     report = assessment.cohort_report(scored, predictor.threshold, interval)
+    report["patients_from"] = (f"the list {Path(args.patients).name}" if args.patients else
+                               "DICOM PatientID, else Kermany file names, else each film its own")
     out = Path(args.out) if args.out else cfg.layout.assessment_dir(cohort)
     paths = assessment.write_outputs(report, results, scored, out, cohort)
     info = {"cohort": cohort, "path": str(folder.resolve()), "fingerprint": assessment.fingerprint(results),
@@ -115,7 +125,7 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     print(f"{cohort}: {len(scored)} films scored ({n_pos} PNEUMONIA, {len(scored) - n_pos} NORMAL), "
           f"{refused} refused as unreadable or implausible (reasons in {out / 'predictions.csv'})")
     print(f"  at the model's threshold {predictor.threshold:.3f}: {_figures(m, report['ci95'])}")
-    print(f"  (95 % intervals from redrawing {report['ci95_resampled']})")
+    print(f"  (95 % intervals from redrawing {report['ci95_resampled']}; patients from {report['patients_from']})")
     print(f"  at 0.5: {_figures(report['at_0_5'])}")
     for end, m_end in report.get("at_threshold_ci95", {}).items():
         print(f"  at the {end} end of the threshold's validation interval, {m_end['threshold']:.3f}: {_figures(m_end)}")
@@ -208,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--name", help="cohort name for outputs and MLflow (default: the folder's name)")
     a.add_argument("--out", help="output folder (default: artifacts/assess/<name>)")
     a.add_argument("--threshold", type=float, help="override the model's stored decision threshold")
+    a.add_argument("--patients", metavar="CSV", help="each film's patient (columns file, patient; file: the "
+                   "path below the folder or the file name), for films whose names and headers do not say it")
     a.add_argument("--no-track", action="store_true", help="do not log an MLflow run or tag the version")
     c = sub.add_parser("card", help="show the model card of a registered model")
     c.add_argument("--model", help=model_help)

@@ -99,3 +99,42 @@ def test_a_films_patient_is_its_dicom_patient_id_else_the_one_its_name_gives(tmp
     assert report["ci95_resampled"] == "patients (4, holding 6 films)"
     assessment.write_outputs(report, scored.assign(error=None), scored, tmp_path)
     assert "patient" not in pd.read_csv(tmp_path / "predictions.csv").columns
+
+
+def _cohort_paths(root: Path) -> list[str]:
+    return [str(root / "NORMAL" / "ACC1.png"), str(root / "NORMAL" / "ACC2.png"),
+            str(root / "PNEUMONIA" / "2024" / "ACC3.png"), str(root / "PNEUMONIA" / "2025" / "ACC3.png")]
+
+
+def test_a_sites_patient_list_names_each_films_patient_by_path_or_unique_name(tmp_path):
+    paths = _cohort_paths(tmp_path)
+    listing = tmp_path / "patients.csv"
+    listing.write_text("File,Patient\nACC1.png,P1\n./NORMAL/ACC2.png, P1 \nPNEUMONIA\\2024\\ACC3.png,P2\n"
+                       "PNEUMONIA/2025/ACC3.png,P3\nNORMAL/gone.png,P9\n")
+    patients, unlisted = assessment.patients_from_list(listing, tmp_path, paths)
+    assert patients == ["P1", "P1", "P2", "P3"] and unlisted == ["NORMAL/gone.png"]
+    scored = pd.DataFrame({"path": paths, "listed_patient": patients, "patient": ["MRN-9", "", "", ""],
+                           "y": [0, 0, 1, 1], "probability": [0.1, 0.4, 0.6, 0.9], "type": ""})
+    assert assessment.cohort_patients(scored) == ["list:P1", "list:P1", "list:P2", "list:P3"]  # the list decides
+    report = assessment.cohort_report(scored, threshold=0.5)
+    assert report["ci95_resampled"] == "patients (3, holding 4 films)"
+    assessment.write_outputs(report, scored.assign(error=None), scored, tmp_path / "out")
+    written = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert not {"patient", "listed_patient"} & set(written.columns)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("file,who\nACC1.png,P1\n", "needs the columns file and patient"),
+    ("file,patient\nACC1.png,\n", "line 2: a file and a patient are both needed"),
+    ("file,patient\nACC1.png,P1\nNORMAL/ACC1.png,P1\nACC1.png,P2\n", "lists ACC1.png twice, under different patients"),
+    ("file,patient\nACC1.png,P1\nACC2.png,P1\nACC3.png,P2\n", "the file name ACC3.png is shared by 2 films"),
+    ("file,patient\nACC1.png,P1\nPNEUMONIA/2024/ACC3.png,P2\n", "2 of 4 films have no patient in .*NORMAL/ACC2.png"),
+    ("", "not a readable CSV"),
+])
+def test_a_patient_list_that_cannot_name_every_films_patient_is_one_clear_sentence(tmp_path, text, message):
+    listing = tmp_path / "patients.csv"
+    listing.write_text(text)
+    with pytest.raises(DataError, match=message):
+        assessment.patients_from_list(listing, tmp_path, _cohort_paths(tmp_path))
+    with pytest.raises(DataError, match="patient list not found"):
+        assessment.patients_from_list(tmp_path / "none.csv", tmp_path, _cohort_paths(tmp_path))

@@ -133,6 +133,33 @@ def test_assess_groups_dicom_films_by_the_headers_patient_and_writes_no_identifi
     assert not any("MRN-" in path.read_text() for path in out.glob("*.*") if path.suffix in (".csv", ".json"))
 
 
+
+def test_assess_groups_films_by_the_sites_patient_list_and_writes_no_identifier(project, tmp_path, capsys):
+    _, params = project
+    cohort, rows = tmp_path / "accession-export", ["file,patient"]
+    for label in ("NORMAL", "PNEUMONIA"):
+        (cohort / label).mkdir(parents=True)
+        for patient in range(4):
+            for film in range(2):  # named by accession number: neither the name nor a header gives the patient
+                name = f"ACC{label[0]}{patient}{film}.png"
+                synthetic_xray(100 * patient + film + (50 if label == "NORMAL" else 0), label, 64).save(cohort / label / name)
+                rows.append(f"{label}/{name},SITE-{label}-{patient}")
+    (tmp_path / "patients.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "assessed"
+    assert cli.main(["--params", str(params), "assess", str(cohort), "--out", str(out), "--no-track",
+                     "--patients", str(tmp_path / "patients.csv")]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["ci95_resampled"] == "patients (8, holding 16 films)"
+    assert "patients (8, holding 16 films); patients from the list patients.csv" in printed
+    assert not any("SITE-" in path.read_text() for path in out.glob("*.*") if path.suffix in (".csv", ".json"))
+    assert cli.main(["--params", str(params), "assess", str(cohort), "--out", str(out), "--no-track"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["ci95_resampled"] == "patients (16, holding 16 films)"
+    (tmp_path / "patients.csv").write_text("\n".join(rows[:-1]) + "\n")
+    assert cli.main(["--params", str(params), "assess", str(cohort), "--no-track",
+                     "--patients", str(tmp_path / "patients.csv")]) == 1
+    assert "1 of 16 films have no patient in" in capsys.readouterr().err
+
 def test_missing_champion_or_inputs_give_one_sentence(project, tmp_path, capsys):
     _, params = project
     assert cli.main(["--params", str(params), "predict", str(tmp_path / "nothing")]) == 1
