@@ -4,8 +4,11 @@ worse than the current champion on the same fixed evaluation set."""
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -110,6 +113,20 @@ def current_champion(client: MlflowClient, name: str) -> str | None:
         return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
+
+
+def training_manifest(client: MlflowClient, name: str, version: str) -> pd.DataFrame | None:
+    """The manifest a version was trained on (its run logs it), or None where none was logged:
+    what the version has seen, so new films can be told from old by their content."""
+    from cxr_model.data import read_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            run_id = client.get_model_version(name, version).run_id
+            return read_manifest(Path(client.download_artifacts(run_id, "data/manifest.csv", tmp)))
+        except (MlflowException, OSError, CxrError) as exc:
+            log.info("promotion: no training manifest for version %s (%s)", version, str(exc).splitlines()[0])
+            return None
 
 
 def apply(client: MlflowClient, name: str, version: str, decision: Decision) -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import subprocess
+import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,17 +52,33 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
-def log_metric_tree(prefix: str, values: dict, step: int | None = None) -> None:
-    """Log every number of a nested dict as prefix_key metrics."""
+def flat_metrics(prefix: str, values: dict) -> dict[str, float]:
+    """Every number of a nested dict as prefix_key_subkey: float (MLflow metrics are flat)."""
     flat = {}
     for key, value in values.items():
         name = f"{prefix}_{key}" if prefix else key
         if isinstance(value, dict):
-            log_metric_tree(name, value, step)
+            flat.update(flat_metrics(name, value))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[name] = float(value)
+    return flat
+
+
+def log_metric_tree(prefix: str, values: dict, step: int | None = None) -> None:
+    """Log every number of a nested dict as prefix_key metrics, in the active run."""
+    flat = flat_metrics(prefix, values)
     if flat:
         mlflow.log_metrics(flat, step=step)
+
+
+def log_metrics_to(cfg: Config, run_id: str, prefix: str, values: dict) -> None:
+    """The same into a run by id, leaving its status alone (a finished run stays finished)."""
+    from mlflow.entities import Metric
+
+    stamp_ms = int(time.time() * 1000)
+    metrics = [Metric(name, value, stamp_ms, 0) for name, value in flat_metrics(prefix, values).items()]
+    if metrics:
+        client(cfg).log_batch(run_id, metrics=metrics)
 
 
 def history_metric_name(column: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from cxr_model import arrivals
 from cxr_model.config import default_params_path, load_config
 from cxr_model.errors import CxrError
 from cxr_model.locking import pipeline_lock
@@ -81,6 +82,9 @@ def report(results: dict) -> str:
     if promo:
         verdict = "promoted to champion" if promo["promoted"] else "not promoted"
         lines.append(f"version {promo['version']} {verdict}: {'; '.join(promo['reasons'])}")
+        arrived = (promo.get("comparison") or {}).get("on_arrivals")
+        if arrived is not None:
+            lines.append(arrivals.summary(arrived, promo["previous_champion"]))
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cxr_model import arrivals
 from cxr_model.config import Config
 from cxr_model.stages.common import read_json, step, write_json
 
@@ -26,13 +27,15 @@ def promote(cfg: Config) -> dict:
         manifest = data.read_manifest(lay.manifest)
         test = manifest[manifest["split"] == "test"].reset_index(drop=True)
         x = preprocess.decoded_pixels(test, cfg.data_source, size, cfg.data.max_image_pixels, lay.cache_dir)
-        p = serving.load_predictor(f"models:/{name}/{champion_version}").probabilities(x)
+        predictor = serving.load_predictor(f"models:/{name}/{champion_version}")
+        p = predictor.probabilities(x)
         y = (test["label"] == data.LABELS[1]).to_numpy(dtype=int)
         champion = {"version": champion_version, "eval_auc": evaluation.ranking_metrics(y, p)["auc"]}
         scored = pd.read_csv(lay.predictions).set_index("path")["probability"]
         if set(scored.index) == set(test["path"]):  # the candidate's scores of the same films
             champion["difference_ci95"] = evaluation.paired_auc_difference(
                 y, scored.loc[test["path"]].to_numpy(float), p, test["patient_id"].to_numpy())
+        champion["on_arrivals"] = champion_on_arrivals(cfg, client, champion_version, manifest, predictor, size)
     candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],
                  "eval_auc": metrics["test"]["auc"], "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
                  "probe_ratios": probes.normal_ratios(metrics.get("val_probes", {}))}
@@ -47,4 +50,29 @@ def promote(cfg: Config) -> dict:
               "champion": promotion.current_champion(client, name)}
     write_json(lay.promotion, result)
     print(f"{name} version {version} {decision.sentence()}")
+    arrived = (champion or {}).get("on_arrivals")
+    if arrived is not None:
+        line = arrivals.summary(arrived, champion_version)
+        print(line)
+        tracking.log_metrics_to(cfg, reg["run_id"], "champion_on_arrivals",
+                                {**{k: v for k, v in arrived.items() if k != "metrics"}, **arrived.get("metrics", {})})
+        if arrived["films"]:  # the registry keeps how the champion fared on each batch it met
+            client.set_model_version_tag(name, champion_version, f"arrivals.v{version}", line[:5000])
     return result
+
+
+def champion_on_arrivals(cfg: Config, client, champion_version: str, manifest: pd.DataFrame, predictor,
+                         size: int) -> dict | None:
+    """The champion scored on the films of patients its training manifest did not hold, or None
+    when that manifest is not stored (versions logged without it)."""
+    from cxr_model import data, preprocess, promotion
+
+    seen = promotion.training_manifest(client, cfg.mlflow.registered_model, champion_version)
+    if seen is None:
+        return None
+    films, left_out = arrivals.new_films(manifest, seen)
+    x = preprocess.decode_all(cfg.data_source, films["path"].tolist(), size, cfg.data.max_image_pixels)
+    p = predictor.probabilities(x)
+    y = (films["label"] == data.LABELS[1]).to_numpy(dtype=int)
+    return {**arrivals.champion_figures(y, p, predictor.threshold, films["patient_id"].to_numpy()),
+            "films_of_known_patients": left_out}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -83,6 +84,17 @@ def test_unchanged_data_is_a_quick_no_op_and_new_data_retrains(project):
     grown = retrain(api, params)
     assert grown.returncode == 0 and "(new data)" in grown.stdout + grown.stderr
     assert len(versions(cfg)) == len(before) + 1
+    # Before it trains anything, the new film measures the champion it has never met.
+    promo = json.loads(cfg.layout.promotion.read_text())
+    arrived, old = promo["comparison"]["on_arrivals"], promo["previous_champion"]
+    assert (arrived["films"], arrived["patients"], arrived["pneumonia"]) == (1, 1, 0)
+    assert set(arrived["metrics"]) == {"threshold", "specificity", "accuracy"}
+    assert f"champion version {old} on the 1 film of 1 new patient (0 PNEUMONIA)" in grown.stdout + grown.stderr
+    client = mlflow_client(cfg.tracking_uri)
+    assert client.get_model_version(cfg.mlflow.registered_model, old).tags[f"arrivals.v{promo['version']}"] \
+        .startswith(f"champion version {old} on the 1 film")
+    run = client.get_run(client.get_model_version(cfg.mlflow.registered_model, promo["version"]).run_id)
+    assert run.data.metrics["champion_on_arrivals_films"] == 1 and run.info.status == "FINISHED"
 
 
 def test_sigkill_mid_epoch_leaves_the_champion_and_the_next_run_completes(project):

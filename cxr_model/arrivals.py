@@ -1,0 +1,61 @@
+"""The champion on the films that arrived since it was trained: before new films become training
+data they are the one labelled sample the deployed model has never met, so its figures there are
+the closest a retrain gets to how it does on the films now being taken."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cxr_model import evaluation
+
+
+def _patients(manifest: pd.DataFrame) -> pd.Series:
+    """Patient keys that can be compared between manifests: the Kermany test folder numbers its
+    patients apart from the training folder's (person1 in test is not person1 in train)."""
+    pool = manifest["split"].where(manifest["split"] == "test", "train")
+    return pool + ":" + manifest["patient_id"].astype(str)
+
+
+def new_films(current: pd.DataFrame, seen: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The readable films of the current manifest whose content the champion's manifest did not
+    hold, less those of patients it held (their other films may have trained it), and how many
+    were left out for that."""
+    readable = current[current["error"] == ""]
+    new = readable[~readable["sha256"].isin(set(seen["sha256"]))]
+    known = _patients(new).isin(set(_patients(seen)))
+    return new[~known].reset_index(drop=True), int(known.sum())
+
+
+def champion_figures(y: np.ndarray, p: np.ndarray, threshold: float, patients: np.ndarray) -> dict:
+    """Counts, and the metrics at the champion's threshold: with both classes the AUC too and
+    intervals redrawing patients; with one class only the share of it called right."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    out = {"films": int(len(y)), "patients": int(len(np.unique(patients))), "pneumonia": int(y.sum())}
+    if not len(y):
+        return out
+    if len(np.unique(y)) == 2:
+        report = evaluation.cohort_metrics(y, p, threshold, patients=np.asarray(patients))
+        out.update(metrics=report["metrics"], ci95=report["ci95"])
+    else:
+        m = evaluation.threshold_metrics(y, p, threshold)
+        name = "sensitivity" if y[0] == 1 else "specificity"
+        out["metrics"] = {"threshold": m["threshold"], name: m[name], "accuracy": m["accuracy"]}
+    return out
+
+
+def summary(figures: dict, version: str) -> str:
+    """One line for the log, the flow's closing lines and the version's tag."""
+    if not figures.get("films"):
+        return f"champion version {version}: no films of new patients since it was trained"
+    m, ci = figures["metrics"], figures.get("ci95", {})
+
+    def one(name: str) -> str:
+        interval = f" ({ci[name]['low']:.3f}-{ci[name]['high']:.3f})" if name in ci else ""
+        return f"{name} {m[name]:.3f}{interval}"
+
+    shown = ", ".join(one(name) for name in ("auc", "sensitivity", "specificity") if name in m)
+    films, patients = figures["films"], figures["patients"]
+    return (f"champion version {version} on the {films} film{'s' * (films != 1)} of {patients} "
+            f"new patient{'s' * (patients != 1)} ({figures['pneumonia']} PNEUMONIA) since it was trained: "
+            f"{shown} at its threshold {m['threshold']:.3f}")

@@ -1,0 +1,54 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from cxr_model import arrivals
+
+
+def _manifest(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame([{"path": f"{split}/{label}/{sha}.png", "label": label, "patient_id": patient, "sha256": sha,
+                          "split": split, "error": error} for sha, patient, label, error, *rest in rows
+                         for split in [rest[0] if rest else "train"]])
+
+
+def test_new_films_are_new_contents_of_new_patients_only():
+    seen = _manifest([("a", "p1", "NORMAL", ""), ("b", "p2", "PNEUMONIA", "")])
+    current = _manifest([
+        ("a", "p1", "NORMAL", ""),            # trained on
+        ("c", "p2", "PNEUMONIA", ""),         # a new film of a patient the champion trained on
+        ("d", "p3", "NORMAL", ""), ("e", "p3", "NORMAL", ""), ("f", "p4", "PNEUMONIA", ""),
+        ("g", "p5", "NORMAL", "cannot identify image file"),  # unreadable: not scored
+        ("h", "p1", "NORMAL", "", "test"),    # the test folder numbers its patients apart
+        ("i", "p3", "NORMAL", "", "val"),     # validation is carved from the training patients
+    ])
+    films, left_out = arrivals.new_films(current, seen)
+    assert list(films["sha256"]) == ["d", "e", "f", "h", "i"] and left_out == 1
+    seen_test = _manifest([("h", "p1", "NORMAL", "", "test")])
+    assert arrivals.new_films(_manifest([("j", "p1", "NORMAL", "", "test"), ("k", "p1", "NORMAL", "")]),
+                              seen_test)[1] == 1
+    assert arrivals.new_films(seen, seen)[0].empty
+
+
+def test_the_champions_figures_on_arrivals_redraw_patients_and_say_what_one_class_allows():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(30, int), np.ones(50, int)]
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    patients = np.arange(80) // 2
+    figures = arrivals.champion_figures(y, p, 0.5, patients)
+    assert (figures["films"], figures["patients"], figures["pneumonia"]) == (80, 40, 50)
+    assert figures["metrics"]["auc"] == pytest.approx(roc_auc_score(y, p))
+    assert figures["metrics"]["specificity"] == pytest.approx(np.mean(p[y == 0] < 0.5))
+    assert figures["ci95"]["auc"]["low"] < figures["metrics"]["auc"] < figures["ci95"]["auc"]["high"]
+    line = arrivals.summary(figures, "3")
+    assert line.startswith("champion version 3 on the 80 films of 40 new patients (50 PNEUMONIA)")
+    assert f"auc {figures['metrics']['auc']:.3f} (" in line and "at its threshold 0.500" in line
+
+    normal_only = arrivals.champion_figures(np.zeros(3, int), np.array([0.1, 0.7, 0.2]), 0.5, np.array([1, 2, 2]))
+    assert normal_only["metrics"] == {"threshold": 0.5, "specificity": pytest.approx(2 / 3),
+                                      "accuracy": pytest.approx(2 / 3)}
+    assert "the 3 films of 2 new patients (0 PNEUMONIA) since it was trained: specificity 0.667 at" \
+        in arrivals.summary(normal_only, "3")
+    none = arrivals.champion_figures(np.zeros(0, int), np.zeros(0), 0.5, np.zeros(0))
+    assert none == {"films": 0, "patients": 0, "pneumonia": 0}
+    assert arrivals.summary(none, "3") == "champion version 3: no films of new patients since it was trained"
