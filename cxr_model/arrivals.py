@@ -10,7 +10,7 @@ import pandas as pd
 from cxr_model import evaluation
 
 
-def _patients(manifest: pd.DataFrame) -> pd.Series:
+def patient_keys(manifest: pd.DataFrame) -> pd.Series:
     """Patient keys that can be compared between manifests: the Kermany test folder numbers its
     patients apart from the training folder's (person1 in test is not person1 in train)."""
     pool = manifest["split"].where(manifest["split"] == "test", "train")
@@ -23,7 +23,7 @@ def new_films(current: pd.DataFrame, seen: pd.DataFrame) -> tuple[pd.DataFrame, 
     were left out for that."""
     readable = current[current["error"] == ""]
     new = readable[~readable["sha256"].isin(set(seen["sha256"]))]
-    known = _patients(new).isin(set(_patients(seen)))
+    known = patient_keys(new).isin(set(patient_keys(seen)))
     return new[~known].reset_index(drop=True), int(known.sum())
 
 

@@ -35,7 +35,7 @@ def promote(cfg: Config) -> dict:
         if set(scored.index) == set(test["path"]):  # the candidate's scores of the same films
             champion["difference_ci95"] = evaluation.paired_auc_difference(
                 y, scored.loc[test["path"]].to_numpy(float), p, test["patient_id"].to_numpy())
-        champion["on_arrivals"] = champion_on_arrivals(cfg, client, champion_version, manifest, predictor, size)
+        champion["on_arrivals"] = champion_on_arrivals(cfg, client, name, champion_version, manifest, predictor, size)
     candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],
                  "eval_auc": metrics["test"]["auc"], "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
                  "probe_ratios": probes.normal_ratios(metrics.get("val_probes", {}))}
@@ -61,18 +61,18 @@ def promote(cfg: Config) -> dict:
     return result
 
 
-def champion_on_arrivals(cfg: Config, client, champion_version: str, manifest: pd.DataFrame, predictor,
-                         size: int) -> dict | None:
+def champion_on_arrivals(cfg: Config, client, name: str, champion_version: str, manifest: pd.DataFrame,
+                         predictor, size: int) -> dict | None:
     """The champion scored on the films of patients its training manifest did not hold, or None
     when that manifest is not stored (versions logged without it)."""
     from cxr_model import data, preprocess, promotion
 
-    seen = promotion.training_manifest(client, cfg.mlflow.registered_model, champion_version)
+    seen = promotion.training_manifest(client, name, champion_version)
     if seen is None:
         return None
     films, left_out = arrivals.new_films(manifest, seen)
     x = preprocess.decode_all(cfg.data_source, films["path"].tolist(), size, cfg.data.max_image_pixels)
     p = predictor.probabilities(x)
     y = (films["label"] == data.LABELS[1]).to_numpy(dtype=int)
-    return {**arrivals.champion_figures(y, p, predictor.threshold, films["patient_id"].to_numpy()),
+    return {**arrivals.champion_figures(y, p, predictor.threshold, arrivals.patient_keys(films).to_numpy()),
             "films_of_known_patients": left_out}

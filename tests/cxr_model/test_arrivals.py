@@ -24,6 +24,8 @@ def test_new_films_are_new_contents_of_new_patients_only():
     ])
     films, left_out = arrivals.new_films(current, seen)
     assert list(films["sha256"]) == ["d", "e", "f", "h", "i"] and left_out == 1
+    # p1 of the test folder is not p1 of training; validation patients are training patients
+    assert list(arrivals.patient_keys(films)) == ["train:p3", "train:p3", "train:p4", "test:p1", "train:p3"]
     seen_test = _manifest([("h", "p1", "NORMAL", "", "test")])
     assert arrivals.new_films(_manifest([("j", "p1", "NORMAL", "", "test"), ("k", "p1", "NORMAL", "")]),
                               seen_test)[1] == 1
