@@ -23,10 +23,10 @@ def load(description: str, argv: list[str] | None, several: bool = False,
 
     from cxr_model.config import load_config
     from cxr_model.model import keras
-    from cxr_model.steps import _arrays
+    from cxr_model.stages.common import split_arrays
 
     cfg = load_config(args.params)
-    arrays = _arrays(cfg)
+    arrays = split_arrays(cfg)
     print(f"{', '.join(args.model)}: {len(arrays['val'])} validation, {len(arrays['test'])} test films")
     models = [keras.models.load_model(path, compile=False) for path in args.model]
     return cfg, models if several else models[0], arrays, args
