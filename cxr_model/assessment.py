@@ -3,6 +3,7 @@ split measures one cohort, and a site deciding whether to use the model needs it
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
@@ -20,6 +21,7 @@ from cxr_model.errors import DataError
 from cxr_model.prediction import is_film_file
 
 IDENTIFIERS = ["patient", "listed_patient"]  # read for grouping films by patient, written nowhere
+SUBGROUP = "subgroup."  # prefix of the columns a site's film list adds (scanner, series, ...)
 
 
 def labelled_files(folder: Path) -> pd.DataFrame:
@@ -45,45 +47,52 @@ def labelled_files(folder: Path) -> pd.DataFrame:
     return files
 
 
-def patients_from_list(csv_path: Path, folder: Path, paths: list[str]) -> tuple[list[str], list[str]]:
-    """Each film's patient from the site's own list (CSV, columns `file` and `patient`; `file` the
-    path below the cohort folder, or a file name only one film has), and the list's entries that
-    name no film: files named by accession number say nothing about the patient, and a patient's
-    films counted as independent narrow the intervals. Every film must be listed."""
+def read_film_list(csv_path: Path, folder: Path, paths: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The site's own list of its films (CSV): a `file` column (the path below the cohort folder,
+    or a file name only one film has), optionally `patient` (files named by accession number say
+    nothing about it, and a patient's films counted as independent narrow the intervals), and
+    any other columns as subgroups to break the figures down by (scanner, series, sex, age
+    band). Returns one row per film of `paths`, in order, and the entries that name no film.
+    Every film must be listed."""
     csv_path, folder = Path(csv_path), Path(folder)
     try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            header = [name.strip().lower() for name in next(csv.reader(handle), [])]
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except FileNotFoundError:
-        raise DataError(f"patient list not found: {csv_path}") from None
+        raise DataError(f"film list not found: {csv_path}") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DataError(f"patient list {csv_path} is not a readable CSV ({error})") from None
-    table.columns = [str(c).strip().lower() for c in table.columns]
-    if not {"file", "patient"} <= set(table.columns):
-        raise DataError(f"patient list {csv_path} needs the columns file and patient (it has: "
-                        f"{', '.join(table.columns) or 'none'})")
-    listed: dict[str, str] = {}
-    for row, (file, patient) in enumerate(zip(table["file"], table["patient"]), start=2):
-        key, patient = file.strip().replace("\\", "/").removeprefix("./"), patient.strip()
-        if not key or not patient:
-            raise DataError(f"patient list {csv_path}, line {row}: a file and a patient are both needed")
-        if listed.setdefault(key, patient) != patient:
-            raise DataError(f"patient list {csv_path} lists {key} twice, under different patients")
+        raise DataError(f"film list {csv_path} is not a readable CSV ({error})") from None
+    if "file" not in header or len(header) < 2 or len(set(header)) < len(header):
+        raise DataError(f"film list {csv_path} needs a file column and at least one more, each named once "
+                        f"(patient, or subgroups such as scanner; it has: {', '.join(header) or 'none'})")
+    table.columns = header
+    table = table.apply(lambda column: column.str.strip())
+    table["file"] = table["file"].str.replace("\\", "/").str.removeprefix("./")
+    blank = (table["file"] == "") | ((table["patient"] == "") if "patient" in table else False)
+    if blank.any():
+        need = "a file and a patient are both needed" if "patient" in table else "a file is needed"
+        raise DataError(f"film list {csv_path}, line {int(np.flatnonzero(blank.to_numpy())[0]) + 2}: {need}")
+    twice = table.drop_duplicates()["file"].duplicated()
+    if twice.any():
+        raise DataError(f"film list {csv_path} lists {table.drop_duplicates()['file'][twice].iloc[0]} twice, "
+                        "with different values")
+    listed = table.drop_duplicates().set_index("file")
     names = Counter(Path(path).name for path in paths)
-    found, used, missing = [], set(), []
+    keys, missing = [], []
     for path in paths:
         relative, name = Path(path).relative_to(folder).as_posix(), Path(path).name
-        key = relative if relative in listed else name if name in listed else None
+        key = relative if relative in listed.index else name if name in listed.index else None
         if key == name and names[name] > 1:
-            raise DataError(f"patient list {csv_path}: the file name {name} is shared by {names[name]} films; "
+            raise DataError(f"film list {csv_path}: the file name {name} is shared by {names[name]} films; "
                             "give their paths below the cohort folder instead")
         if key is None:
             missing.append(relative)
-        used.add(key)
-        found.append(listed.get(key, ""))
+        keys.append(key)
     if missing:
-        raise DataError(f"{len(missing)} of {len(paths)} films have no patient in {csv_path}, e.g. "
-                        f"{', '.join(missing[:3])}: list every film (its path below {folder}, or its file name)")
-    return found, sorted(set(listed) - used)
+        raise DataError(f"{len(missing)} of {len(paths)} films are not in {csv_path}, e.g. {', '.join(missing[:3])}: "
+                        f"list every film (its path below {folder}, or its file name)")
+    return listed.loc[keys].reset_index(drop=True), sorted(set(listed.index) - set(keys))
 
 
 def cohort_name(name: str) -> str:
@@ -103,10 +112,11 @@ def fingerprint(scored: pd.DataFrame) -> str:
 
 
 def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict | None = None) -> dict:
-    """Metrics of the scored images (path, y, probability, type, optionally patient) at the model's
-    threshold and at 0.5, with bootstrap intervals (resampling patients: cohort_patients),
-    calibration and sensitivity by pneumonia type; with the stored
-    threshold's validation interval, the same at both its ends (how much rides on where it fell)."""
+    """Metrics of the scored images (path, y, probability, type, optionally patient and
+    `subgroup.<name>` columns) at the model's threshold and at 0.5, with bootstrap intervals
+    (resampling patients: cohort_patients), calibration, sensitivity by pneumonia type and the
+    figures per subgroup; with the stored threshold's validation interval, the same at both its
+    ends (how much rides on where it fell)."""
     y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
     if len(np.unique(y)) < 2:
         raise DataError("after refusing implausible images, the cohort holds only one class: "
@@ -115,6 +125,9 @@ def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict |
     patients = np.array(cohort_patients(scored))
     report = evaluation.cohort_metrics(y, p, threshold, types if (types != "").any() else None, threshold_ci95,
                                        patients)
+    report["by_subgroup"] = {column.removeprefix(SUBGROUP): evaluation.by_subgroup(
+        y, p, scored[column].fillna("").to_numpy(str), threshold, patients)
+        for column in scored.columns if column.startswith(SUBGROUP)}
     if "borderline" in scored and scored["borderline"].notna().any():
         inside = scored["borderline"].fillna(False).to_numpy(bool)
         right = (p >= threshold) == (y == 1)
@@ -125,7 +138,7 @@ def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict |
 
 
 def cohort_patients(scored: pd.DataFrame) -> list[str]:
-    """Each film's patient: the site's patient list where one was given (`listed_patient`), else the
+    """Each film's patient: the site's film list where it names them (`listed_patient`), else the
     DICOM header's PatientID, else the patient the Kermany file names give, else the film itself."""
     def column(name: str) -> pd.Series:
         return scored[name].fillna("") if name in scored else pd.Series("", index=scored.index)
@@ -138,7 +151,8 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
                   name: str = "cohort") -> list[Path]:
     """metrics.json, per-image predictions and the plots a reader looks at first."""
     out.mkdir(parents=True, exist_ok=True)
-    results = results.drop(columns=IDENTIFIERS, errors="ignore")  # patient IDs never leave memory
+    # Patient IDs never leave memory; the site's subgroup columns stay with the site's own list.
+    results = results.drop(columns=[c for c in results.columns if c in IDENTIFIERS or c.startswith(SUBGROUP)])
     y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
     t = report["metrics"]["threshold"]
     paths = [out / "metrics.json", out / "predictions.csv"]

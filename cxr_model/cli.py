@@ -94,28 +94,33 @@ def _figures(m: dict, ci: dict | None = None) -> str:
 
 def assess(cfg: Config, args: argparse.Namespace) -> int:
     """Measure a model on a labelled cohort of the user's own, beside its figures on the test split."""
+    import numpy as np
+    import pandas as pd
+
     from cxr_model import assessment
 
     folder = Path(args.folder)
     cohort = assessment.cohort_name(args.name or folder.resolve().name)
     files = assessment.labelled_files(folder)
-    if args.patients:
-        files["listed_patient"], unlisted = assessment.patients_from_list(Path(args.patients), folder,
-                                                                          list(files["path"]))
+    listed = None
+    if args.film_list:
+        listed, unlisted = assessment.read_film_list(Path(args.film_list), folder, list(files["path"]))
+        listed = listed.rename(columns=lambda c: "listed_patient" if c == "patient" else assessment.SUBGROUP + c)
         if unlisted:
-            print(f"cxr assess: {len(unlisted)} entries of {args.patients} name no film of the cohort, e.g. "
+            print(f"cxr assess: {len(unlisted)} entries of {args.film_list} name no film of the cohort, e.g. "
                   f"{', '.join(unlisted[:3])}", file=sys.stderr)
     predictor = _load_predictor(cfg, args.model, args.threshold)
     results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, patients=True)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
-    if args.patients:
-        results["listed_patient"] = files["listed_patient"].to_numpy()
+    if listed is not None:
+        results = pd.concat([results, listed.set_index(results.index)], axis=1)
     scored = results[results["error"].isna()]
     refused = len(results) - len(scored)
     # The stored threshold's validation interval; a threshold given by hand has none.
     interval = predictor.card.get("threshold", {}).get("ci95") if args.threshold is None else None
     report = assessment.cohort_report(scored, predictor.threshold, interval)
-    report["patients_from"] = (f"the list {Path(args.patients).name}" if args.patients else
+    report["patients_from"] = (f"the list {Path(args.film_list).name}" if listed is not None and
+                               "listed_patient" in listed else
                                "DICOM PatientID, else Kermany file names, else each film its own")
     out = Path(args.out) if args.out else cfg.layout.assessment_dir(cohort)
     paths = assessment.write_outputs(report, results, scored, out, cohort)
@@ -137,6 +142,13 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
         ci = group["sensitivity_ci95"]
         print(f"  {name}: {group['count']} films of {group['patients']} patients, sensitivity "
               f"{group['sensitivity']:.3f} ({ci['low']:.3f}-{ci['high']:.3f}), AUC {group['auc']:.3f}")
+    for column, groups in report["by_subgroup"].items():
+        for value, g in groups.items():
+            shown = [f"{figure} {g[figure]:.3f} ({g[figure + '_ci95']['low']:.3f}-{g[figure + '_ci95']['high']:.3f})"
+                     for figure in ("sensitivity", "specificity") if figure in g]
+            auc = "" if np.isnan(g["auc"]) else f", AUC {g['auc']:.3f}"
+            print(f"  {column} {value}: {g['films']} films of {g['patients']} patients ({g['pneumonia']} PNEUMONIA), "
+                  + ", ".join(shown) + auc)
     if predictor.card.get("test_metrics"):
         print(f"  the model on its own test split: {_figures(predictor.card['test_metrics'])}")
     if not args.no_track:
@@ -218,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--name", help="cohort name for outputs and MLflow (default: the folder's name)")
     a.add_argument("--out", help="output folder (default: artifacts/assess/<name>)")
     a.add_argument("--threshold", type=float, help="override the model's stored decision threshold")
-    a.add_argument("--patients", metavar="CSV", help="each film's patient (columns file, patient; file: the "
-                   "path below the folder or the file name), for films whose names and headers do not say it")
+    a.add_argument("--film-list", metavar="CSV", help="your list of the films: a file column (the path below "
+                   "the folder, or the file name) and a patient column (for films whose names and headers do not "
+                   "say it) and/or subgroup columns (scanner, series, ...: figures per value)")
     a.add_argument("--no-track", action="store_true", help="do not log an MLflow run or tag the version")
     c = sub.add_parser("card", help="show the model card of a registered model")
     c.add_argument("--model", help=model_help)

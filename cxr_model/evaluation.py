@@ -270,6 +270,29 @@ def by_group(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float,
     return out
 
 
+def by_subgroup(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float,
+                patients: np.ndarray | None = None) -> dict[str, dict]:
+    """Per value of a subgroup (a site's scanner, series, sex, age band; "" = unknown, skipped):
+    films, patients, sensitivity and specificity with their Wilson intervals (on the effective
+    count when patients are named), and the AUC where both classes are present. A total can hide
+    a subgroup the model fails: on the test split, one NORMAL file series held most errors."""
+    y, p, groups = np.asarray(y), np.asarray(p, dtype=float), np.asarray(groups).astype(str)
+    out = {}
+    for name in sorted(set(groups) - {""}):
+        chosen = groups == name
+        yy, pp = y[chosen], p[chosen]
+        who = None if patients is None else np.asarray(patients)[chosen]
+        entry = {"films": int(chosen.sum()), "patients": int(chosen.sum()) if who is None else int(len(np.unique(who))),
+                 "pneumonia": int(yy.sum()), "auc": ranking_metrics(yy, pp)["auc"]}
+        for label, figure, right in ((1, "sensitivity", pp >= threshold), (0, "specificity", pp < threshold)):
+            of = yy == label
+            if of.any():
+                entry[figure] = float(right[of].mean())
+                entry[f"{figure}_ci95"] = clustered_interval(right[of], None if who is None else who[of])
+        out[name] = entry
+    return out
+
+
 def cohort_metrics(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.ndarray | None = None,
                    threshold_ci95: dict | None = None, patients: np.ndarray | None = None) -> dict:
     """Everything reported for one scored cohort: ranking and threshold metrics, the same at 0.5,

@@ -106,35 +106,47 @@ def _cohort_paths(root: Path) -> list[str]:
             str(root / "PNEUMONIA" / "2024" / "ACC3.png"), str(root / "PNEUMONIA" / "2025" / "ACC3.png")]
 
 
-def test_a_sites_patient_list_names_each_films_patient_by_path_or_unique_name(tmp_path):
+def test_a_sites_film_list_names_each_films_patient_and_subgroups_by_path_or_unique_name(tmp_path):
     paths = _cohort_paths(tmp_path)
-    listing = tmp_path / "patients.csv"
-    listing.write_text("File,Patient\nACC1.png,P1\n./NORMAL/ACC2.png, P1 \nPNEUMONIA\\2024\\ACC3.png,P2\n"
-                       "PNEUMONIA/2025/ACC3.png,P3\nNORMAL/gone.png,P9\n")
-    patients, unlisted = assessment.patients_from_list(listing, tmp_path, paths)
-    assert patients == ["P1", "P1", "P2", "P3"] and unlisted == ["NORMAL/gone.png"]
-    scored = pd.DataFrame({"path": paths, "listed_patient": patients, "patient": ["MRN-9", "", "", ""],
-                           "y": [0, 0, 1, 1], "probability": [0.1, 0.4, 0.6, 0.9], "type": ""})
+    listing = tmp_path / "films.csv"
+    listing.write_text("File,Patient,Scanner\nACC1.png,P1,A\n./NORMAL/ACC2.png, P1 ,B\nPNEUMONIA\\2024\\ACC3.png,P2,A\n"
+                       "PNEUMONIA/2025/ACC3.png,P3,\nNORMAL/gone.png,P9,A\nACC1.png,P1,A\n")  # a repeated row is one
+    listed, unlisted = assessment.read_film_list(listing, tmp_path, paths)
+    assert list(listed["patient"]) == ["P1", "P1", "P2", "P3"] and list(listed["scanner"]) == ["A", "B", "A", ""]
+    assert unlisted == ["NORMAL/gone.png"]
+    scored = pd.DataFrame({"path": paths, "listed_patient": listed["patient"], "subgroup.scanner": listed["scanner"],
+                           "patient": ["MRN-9", "", "", ""], "y": [0, 0, 1, 1], "probability": [0.1, 0.6, 0.6, 0.9],
+                           "type": ""})
     assert assessment.cohort_patients(scored) == ["list:P1", "list:P1", "list:P2", "list:P3"]  # the list decides
     report = assessment.cohort_report(scored, threshold=0.5)
     assert report["ci95_resampled"] == "patients (3, holding 4 films)"
+    scanners = report["by_subgroup"]["scanner"]
+    assert set(scanners) == {"A", "B"}  # the film with no scanner is in no subgroup
+    assert (scanners["A"]["films"], scanners["A"]["patients"], scanners["A"]["pneumonia"]) == (2, 2, 1)
+    assert scanners["A"]["sensitivity"] == 1.0 and scanners["A"]["specificity"] == 1.0 and scanners["A"]["auc"] == 1.0
+    assert scanners["B"]["specificity"] == 0.0 and "sensitivity" not in scanners["B"]
     assessment.write_outputs(report, scored.assign(error=None), scored, tmp_path / "out")
     written = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert not {"patient", "listed_patient"} & set(written.columns)
+    assert not {"patient", "listed_patient", "subgroup.scanner"} & set(written.columns)
+    subgroups_only = tmp_path / "series.csv"
+    subgroups_only.write_text("file,series\nACC1.png,x\nACC2.png,x\nPNEUMONIA/2024/ACC3.png,y\nPNEUMONIA/2025/ACC3.png,y\n")
+    assert list(assessment.read_film_list(subgroups_only, tmp_path, paths)[0].columns) == ["series"]
 
 
 @pytest.mark.parametrize("text, message", [
-    ("file,who\nACC1.png,P1\n", "needs the columns file and patient"),
+    ("file\nACC1.png\n", "needs a file column and at least one more"),
+    ("file,patient,patient\nACC1.png,P1,P1\n", "needs a file column and at least one more, each named once"),
     ("file,patient\nACC1.png,\n", "line 2: a file and a patient are both needed"),
-    ("file,patient\nACC1.png,P1\nNORMAL/ACC1.png,P1\nACC1.png,P2\n", "lists ACC1.png twice, under different patients"),
+    ("file,series\nACC1.png,a\n,b\n", "line 3: a file is needed"),
+    ("file,patient\nACC1.png,P1\nNORMAL/ACC1.png,P1\nACC1.png,P2\n", "lists ACC1.png twice, with different values"),
     ("file,patient\nACC1.png,P1\nACC2.png,P1\nACC3.png,P2\n", "the file name ACC3.png is shared by 2 films"),
-    ("file,patient\nACC1.png,P1\nPNEUMONIA/2024/ACC3.png,P2\n", "2 of 4 films have no patient in .*NORMAL/ACC2.png"),
+    ("file,patient\nACC1.png,P1\nPNEUMONIA/2024/ACC3.png,P2\n", "2 of 4 films are not in .*, e.g. NORMAL/ACC2.png"),
     ("", "not a readable CSV"),
 ])
-def test_a_patient_list_that_cannot_name_every_films_patient_is_one_clear_sentence(tmp_path, text, message):
-    listing = tmp_path / "patients.csv"
+def test_a_film_list_that_cannot_describe_every_film_is_one_clear_sentence(tmp_path, text, message):
+    listing = tmp_path / "films.csv"
     listing.write_text(text)
     with pytest.raises(DataError, match=message):
-        assessment.patients_from_list(listing, tmp_path, _cohort_paths(tmp_path))
-    with pytest.raises(DataError, match="patient list not found"):
-        assessment.patients_from_list(tmp_path / "none.csv", tmp_path, _cohort_paths(tmp_path))
+        assessment.read_film_list(listing, tmp_path, _cohort_paths(tmp_path))
+    with pytest.raises(DataError, match="film list not found"):
+        assessment.read_film_list(tmp_path / "none.csv", tmp_path, _cohort_paths(tmp_path))

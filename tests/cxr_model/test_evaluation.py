@@ -5,7 +5,7 @@ from scipy.stats import binomtest
 from sklearn.calibration import calibration_curve
 
 from cxr_model.config import EvaluateConfig
-from cxr_model.evaluation import (bootstrap_ci, by_group, calibration, clustered_interval, choose_threshold, cohort_metrics,
+from cxr_model.evaluation import (bootstrap_ci, by_group, by_subgroup, calibration, clustered_interval, choose_threshold, cohort_metrics,
                                   evaluate_predictions, paired_auc_difference, ranking_metrics, resample_weights, threshold_interval,
                                   threshold_metrics, weighted_auc, wilson_interval)
 
@@ -251,3 +251,25 @@ def test_per_group_sensitivity_counts_patients_and_widens_with_them(scores):
     assert by_patient["sensitivity"] == films["sensitivity"]
     wide = by_patient["sensitivity_ci95"]["high"] - by_patient["sensitivity_ci95"]["low"]
     assert wide > 1.3 * (films["sensitivity_ci95"]["high"] - films["sensitivity_ci95"]["low"])
+
+
+def test_each_subgroup_gets_its_own_sensitivity_specificity_and_auc_with_patient_aware_intervals():
+    rng = np.random.default_rng(3)
+    y = np.tile([0, 1], 60)
+    groups = np.repeat(["scanner A", "scanner B", ""], 40)
+    p = np.where(groups == "scanner B", rng.uniform(0, 1, 120), np.clip(0.2 + 0.6 * y + rng.normal(0, 0.1, 120), 0, 1))
+    patients = np.arange(120) // 4  # four films each
+    out = by_subgroup(y, p, groups, 0.5, patients)
+    assert set(out) == {"scanner A", "scanner B"}  # unknown ("") is left out
+    for name, g in out.items():
+        chosen = groups == name
+        assert (g["films"], g["patients"], g["pneumonia"]) == (40, 10, 20)
+        assert g["auc"] == pytest.approx(skm.roc_auc_score(y[chosen], p[chosen]))
+        assert g["sensitivity"] == pytest.approx(np.mean(p[chosen & (y == 1)] >= 0.5))
+        assert g["specificity"] == pytest.approx(np.mean(p[chosen & (y == 0)] < 0.5))
+        hits = p[chosen & (y == 0)] < 0.5
+        assert g["specificity_ci95"] == pytest.approx(clustered_interval(hits, patients[chosen & (y == 0)]))
+    assert out["scanner A"]["auc"] > 0.95 > out["scanner B"]["auc"]  # the total would hide scanner B
+    one_class = by_subgroup(np.zeros(3, int), np.array([0.1, 0.9, 0.2]), np.array(["x"] * 3), 0.5)
+    assert "sensitivity" not in one_class["x"] and np.isnan(one_class["x"]["auc"])
+    assert one_class["x"]["specificity"] == pytest.approx(2 / 3) and one_class["x"]["patients"] == 3

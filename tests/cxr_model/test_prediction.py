@@ -134,31 +134,39 @@ def test_assess_groups_dicom_films_by_the_headers_patient_and_writes_no_identifi
 
 
 
-def test_assess_groups_films_by_the_sites_patient_list_and_writes_no_identifier(project, tmp_path, capsys):
+def test_assess_takes_patients_and_subgroups_from_the_sites_film_list_and_writes_no_identifier(
+        project, tmp_path, capsys):
     _, params = project
-    cohort, rows = tmp_path / "accession-export", ["file,patient"]
+    cohort, rows = tmp_path / "accession-export", ["file,patient,scanner"]
     for label in ("NORMAL", "PNEUMONIA"):
         (cohort / label).mkdir(parents=True)
         for patient in range(4):
             for film in range(2):  # named by accession number: neither the name nor a header gives the patient
                 name = f"ACC{label[0]}{patient}{film}.png"
                 synthetic_xray(100 * patient + film + (50 if label == "NORMAL" else 0), label, 64).save(cohort / label / name)
-                rows.append(f"{label}/{name},SITE-{label}-{patient}")
-    (tmp_path / "patients.csv").write_text("\n".join(rows) + "\n")
+                rows.append(f"{label}/{name},SITE-{label}-{patient},{'AB'[patient % 2]}")
+    (tmp_path / "films.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "assessed"
     assert cli.main(["--params", str(params), "assess", str(cohort), "--out", str(out), "--no-track",
-                     "--patients", str(tmp_path / "patients.csv")]) == 0
+                     "--film-list", str(tmp_path / "films.csv")]) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "metrics.json").read_text())
     assert report["ci95_resampled"] == "patients (8, holding 16 films)"
-    assert "patients (8, holding 16 films); patients from the list patients.csv" in printed
+    assert "patients (8, holding 16 films); patients from the list films.csv" in printed
+    scanners = report["by_subgroup"]["scanner"]
+    assert {value: (g["films"], g["patients"], g["pneumonia"]) for value, g in scanners.items()} == \
+        {"A": (8, 4, 4), "B": (8, 4, 4)}
+    for value, g in scanners.items():
+        assert f"  scanner {value}: 8 films of 4 patients (4 PNEUMONIA), sensitivity {g['sensitivity']:.3f}" in printed
     assert not any("SITE-" in path.read_text() for path in out.glob("*.*") if path.suffix in (".csv", ".json"))
+    assert "scanner" not in pd.read_csv(out / "predictions.csv").columns
     assert cli.main(["--params", str(params), "assess", str(cohort), "--out", str(out), "--no-track"]) == 0
     assert json.loads((out / "metrics.json").read_text())["ci95_resampled"] == "patients (16, holding 16 films)"
-    (tmp_path / "patients.csv").write_text("\n".join(rows[:-1]) + "\n")
+    (tmp_path / "films.csv").write_text("\n".join(rows[:-1]) + "\n")
     assert cli.main(["--params", str(params), "assess", str(cohort), "--no-track",
-                     "--patients", str(tmp_path / "patients.csv")]) == 1
-    assert "1 of 16 films have no patient in" in capsys.readouterr().err
+                     "--film-list", str(tmp_path / "films.csv")]) == 1
+    assert "1 of 16 films are not in" in capsys.readouterr().err
+
 
 def test_missing_champion_or_inputs_give_one_sentence(project, tmp_path, capsys):
     _, params = project
