@@ -110,10 +110,13 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
             print(f"cxr assess: {len(unlisted)} entries of {args.film_list} name no film of the cohort, e.g. "
                   f"{', '.join(unlisted[:3])}", file=sys.stderr)
     predictor = _load_predictor(cfg, args.model, args.threshold)
-    results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, patients=True)
+    results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, headers=True)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
+    scanners = results.pop("scanner")
     if listed is not None:
         results = pd.concat([results, listed.set_index(results.index)], axis=1)
+    if (scanners != "").any() and assessment.SUBGROUP + "scanner" not in results:  # the site's list wins
+        results[assessment.SUBGROUP + "scanner"] = scanners.to_numpy()
     scored = results[results["error"].isna()]
     refused = len(results) - len(scored)
     # The stored threshold's validation interval; a threshold given by hand has none.

@@ -21,7 +21,8 @@ def read_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict[str, str]
     """Pixels after the modality LUT (rescale slope/intercept) and VOI LUT (window), with
     MONOCHROME1 inverted so bone is bright as in the training JPEGs, as uint8 (h, w); and the
     header fields of HEADER_FIELDS that are filled in, upper-cased, with the PatientID as written
-    (which films are one patient's, for `cxr assess`'s intervals; never written to any output)."""
+    (which films are one patient's, for `cxr assess`'s intervals; never written to any output)
+    and the scanner (manufacturer and model: `cxr assess`'s figures per scanner)."""
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -54,4 +55,6 @@ def read_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict[str, str]
         gray = stretch_to_uint8(values)  # 12/16-bit or rescaled values: window result to 0-255
     header = {name: str(ds.get(name, "") or "").strip().upper() for name in HEADER_FIELDS}
     header["PatientID"] = str(ds.get("PatientID", "") or "").strip()
+    header["scanner"] = " ".join(filter(None, (str(ds.get(name, "") or "").strip()
+                                               for name in ("Manufacturer", "ManufacturerModelName"))))
     return 255 - gray if photometric == "MONOCHROME1" else gray, {k: v for k, v in header.items() if v}

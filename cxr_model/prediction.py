@@ -36,6 +36,7 @@ class Prepared:
     gray: np.ndarray | None = None
     error: str = ""
     patient: str = ""  # a DICOM header's PatientID; kept in memory, never written out
+    scanner: str = ""  # a DICOM header's manufacturer and model, for figures per scanner
 
 
 def borderline_band(ci: dict | None) -> tuple[float, float] | None:
@@ -105,7 +106,7 @@ class Predictor:
         if reason:
             return Prepared(gray=decoded.gray, error=f"not a plausible frontal chest X-ray: {reason}")
         return Prepared(x=images.preprocess(decoded.gray, self.image_size), gray=decoded.gray,
-                        patient=decoded.header.get("PatientID", ""))
+                        patient=decoded.header.get("PatientID", ""), scanner=decoded.header.get("scanner", ""))
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """P(pneumonia) for uint8 images shaped (n, size, size) or (n, size, size, 1)."""
@@ -144,10 +145,10 @@ class Predictor:
         return self.score(self.prepare_many(payloads))
 
     def predict_files(self, paths: list[Path], out_dir: Path | None = None, gradcam: bool = True,
-                      progress: bool = True, patients: bool = False) -> pd.DataFrame:
-        """Score files in batches; write Grad-CAM overlays when out_dir is given; with `patients`,
-        a column `patient` holds each DICOM film's PatientID (empty for other files): for
-        grouping in memory, to be dropped before anything is written."""
+                      progress: bool = True, headers: bool = False) -> pd.DataFrame:
+        """Score files in batches; write Grad-CAM overlays when out_dir is given; with `headers`,
+        columns `patient` and `scanner` hold each DICOM film's PatientID and scanner (empty for
+        other files): for grouping in memory, the patient to be dropped before anything is written."""
         from tqdm import tqdm
 
         from cxr_model.gradcam import GradCam, save_overlay
@@ -166,8 +167,9 @@ class Predictor:
             frame.insert(1, "sha256", [hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else None
                                        for data in payloads])
             frame["heatmap"] = None
-            if patients:
+            if headers:
                 frame["patient"] = [p.patient for p in prepared]
+                frame["scanner"] = [p.scanner for p in prepared]
             ok = [i for i, p in enumerate(prepared) if p.x is not None]
             if cam is not None and ok:
                 maps = cam.heatmaps(np.stack([prepared[i].x for i in ok])[..., None].astype(np.float32))

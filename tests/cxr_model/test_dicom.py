@@ -56,3 +56,7 @@ def test_the_header_says_what_the_film_shows_and_empty_fields_are_left_out():
     assert decode(dicom_bytes(_gradient(), ViewPosition="LL"), 10_000_000).header["ViewPosition"] == "LL"
     # The patient, as written: which films are one patient's (cxr assess groups by it).
     assert read_dicom(dicom_bytes(_gradient(), PatientID="Mrn-0042 "), 10_000_000)[1]["PatientID"] == "Mrn-0042"
+    # The scanner, manufacturer and model as written (cxr assess gives figures per scanner).
+    assert read_dicom(dicom_bytes(_gradient(), Manufacturer="Acme ", ManufacturerModelName="DR 9"),
+                      10_000_000)[1]["scanner"] == "Acme DR 9"
+    assert read_dicom(dicom_bytes(_gradient(), Manufacturer="Acme"), 10_000_000)[1]["scanner"] == "Acme"

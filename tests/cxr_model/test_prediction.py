@@ -122,13 +122,18 @@ def test_assess_groups_dicom_films_by_the_headers_patient_and_writes_no_identifi
             for film in range(2):  # two films per patient, named by UID as PACS exports name them
                 pixels = np.asarray(synthetic_xray(100 * patient + film + (50 if label == "NORMAL" else 0), label, 64))
                 (cohort / label / f"1.2.826.0.1.{label[0]}{patient}.{film}").write_bytes(
-                    dicom_bytes(pixels, PatientID=f"MRN-{label}-{patient}"))
+                    dicom_bytes(pixels, PatientID=f"MRN-{label}-{patient}", Manufacturer="Acme",
+                                ManufacturerModelName=f"DR-{patient % 2}"))
     out = tmp_path / "assessed"
     assert cli.main(["--params", str(params), "assess", str(cohort), "--out", str(out), "--no-track"]) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "metrics.json").read_text())
     assert report["count"] == 16 and report["ci95_resampled"] == "patients (8, holding 16 films)"
     assert "from redrawing patients (8, holding 16 films)" in printed
+    # The headers' scanners break the figures down, as a site's list would.
+    scanners = report["by_subgroup"]["scanner"]
+    assert {value: (g["films"], g["patients"]) for value, g in scanners.items()} == {"Acme DR-0": (8, 4), "Acme DR-1": (8, 4)}
+    assert "  scanner Acme DR-1: 8 films of 4 patients (4 PNEUMONIA)" in printed
     assert "patient" not in pd.read_csv(out / "predictions.csv").columns
     assert not any("MRN-" in path.read_text() for path in out.glob("*.*") if path.suffix in (".csv", ".json"))
 
