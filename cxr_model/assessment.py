@@ -73,11 +73,11 @@ def read_film_list(csv_path: Path, folder: Path, paths: list[str]) -> tuple[pd.D
     if blank.any():
         need = "a file and a patient are both needed" if "patient" in table else "a file is needed"
         raise DataError(f"film list {csv_path}, line {int(np.flatnonzero(blank.to_numpy())[0]) + 2}: {need}")
-    twice = table.drop_duplicates()["file"].duplicated()
+    table = table.drop_duplicates()
+    twice = table["file"].duplicated()
     if twice.any():
-        raise DataError(f"film list {csv_path} lists {table.drop_duplicates()['file'][twice].iloc[0]} twice, "
-                        "with different values")
-    listed = table.drop_duplicates().set_index("file")
+        raise DataError(f"film list {csv_path} lists {table['file'][twice].iloc[0]} twice, with different values")
+    listed = table.set_index("file")
     names = Counter(Path(path).name for path in paths)
     keys, missing = [], []
     for path in paths:
@@ -93,6 +93,26 @@ def read_film_list(csv_path: Path, folder: Path, paths: list[str]) -> tuple[pd.D
         raise DataError(f"{len(missing)} of {len(paths)} films are not in {csv_path}, e.g. {', '.join(missing[:3])}: "
                         f"list every film (its path below {folder}, or its file name)")
     return listed.loc[keys].reset_index(drop=True), sorted(set(listed.index) - set(keys))
+
+
+def with_film_facts(results: pd.DataFrame, listed: pd.DataFrame | None) -> pd.DataFrame:
+    """The scored films (in `read_film_list`'s order) with what else is known of them, in memory
+    only: the site's list (patient, subgroups), and the DICOM headers' scanner as a subgroup where
+    the list has no scanner column."""
+    scanners = results.pop("scanner") if "scanner" in results else pd.Series("", index=results.index)
+    if listed is not None:
+        listed = listed.rename(columns=lambda c: "listed_patient" if c == "patient" else SUBGROUP + c)
+        results = pd.concat([results, listed.set_index(results.index)], axis=1)
+    if (scanners != "").any() and SUBGROUP + "scanner" not in results:
+        results[SUBGROUP + "scanner"] = scanners.to_numpy()
+    return results
+
+
+def patients_source(results: pd.DataFrame, film_list: Path | None) -> str:
+    """Where the films' patients came from, for the reader of the intervals."""
+    if "listed_patient" in results:
+        return f"the list {Path(film_list).name}"
+    return "DICOM PatientID, else Kermany file names, else each film its own"
 
 
 def cohort_name(name: str) -> str:

@@ -95,7 +95,6 @@ def _figures(m: dict, ci: dict | None = None) -> str:
 def assess(cfg: Config, args: argparse.Namespace) -> int:
     """Measure a model on a labelled cohort of the user's own, beside its figures on the test split."""
     import numpy as np
-    import pandas as pd
 
     from cxr_model import assessment
 
@@ -105,26 +104,19 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     listed = None
     if args.film_list:
         listed, unlisted = assessment.read_film_list(Path(args.film_list), folder, list(files["path"]))
-        listed = listed.rename(columns=lambda c: "listed_patient" if c == "patient" else assessment.SUBGROUP + c)
         if unlisted:
             print(f"cxr assess: {len(unlisted)} entries of {args.film_list} name no film of the cohort, e.g. "
                   f"{', '.join(unlisted[:3])}", file=sys.stderr)
     predictor = _load_predictor(cfg, args.model, args.threshold)
     results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, headers=True)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
-    scanners = results.pop("scanner")
-    if listed is not None:
-        results = pd.concat([results, listed.set_index(results.index)], axis=1)
-    if (scanners != "").any() and assessment.SUBGROUP + "scanner" not in results:  # the site's list wins
-        results[assessment.SUBGROUP + "scanner"] = scanners.to_numpy()
+    results = assessment.with_film_facts(results, listed)
     scored = results[results["error"].isna()]
     refused = len(results) - len(scored)
     # The stored threshold's validation interval; a threshold given by hand has none.
     interval = predictor.card.get("threshold", {}).get("ci95") if args.threshold is None else None
     report = assessment.cohort_report(scored, predictor.threshold, interval)
-    report["patients_from"] = (f"the list {Path(args.film_list).name}" if listed is not None and
-                               "listed_patient" in listed else
-                               "DICOM PatientID, else Kermany file names, else each film its own")
+    report["patients_from"] = assessment.patients_source(results, args.film_list)
     out = Path(args.out) if args.out else cfg.layout.assessment_dir(cohort)
     paths = assessment.write_outputs(report, results, scored, out, cohort)
     info = {"cohort": cohort, "path": str(folder.resolve()), "fingerprint": assessment.fingerprint(results),

@@ -20,6 +20,9 @@ from cxr_model.config import Config
 from cxr_model.processes import pid_alive
 
 log = logging.getLogger("cxr.tracking")
+# A progress bar per small artifact read back (the registered model's input example, a version's
+# manifest) only clutters the flow's log; a user's own setting wins.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def connect(cfg: Config) -> str:

@@ -150,3 +150,17 @@ def test_a_film_list_that_cannot_describe_every_film_is_one_clear_sentence(tmp_p
         assessment.read_film_list(listing, tmp_path, _cohort_paths(tmp_path))
     with pytest.raises(DataError, match="film list not found"):
         assessment.read_film_list(tmp_path / "none.csv", tmp_path, _cohort_paths(tmp_path))
+
+
+def test_the_headers_scanner_is_a_subgroup_unless_the_sites_list_names_the_scanners(tmp_path):
+    results = pd.DataFrame({"path": ["a", "b"], "probability": [0.1, 0.9], "scanner": ["Acme DR-1", ""]})
+    from_headers = assessment.with_film_facts(results.copy(), None)
+    assert list(from_headers["subgroup.scanner"]) == ["Acme DR-1", ""] and "scanner" not in from_headers
+    listed = pd.DataFrame({"patient": ["P1", "P1"], "scanner": ["room 2", "room 3"]})
+    from_list = assessment.with_film_facts(results.copy(), listed)
+    assert list(from_list["subgroup.scanner"]) == ["room 2", "room 3"]
+    assert list(from_list["listed_patient"]) == ["P1", "P1"]
+    assert assessment.patients_source(from_list, tmp_path / "films.csv") == "the list films.csv"
+    assert assessment.patients_source(from_headers, None).startswith("DICOM PatientID")
+    no_scanner = assessment.with_film_facts(results.assign(scanner=""), None)
+    assert not [c for c in no_scanner.columns if c.startswith("subgroup.")]
