@@ -61,6 +61,8 @@ def read_film_list(csv_path: Path, folder: Path, paths: list[str]) -> tuple[pd.D
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"film list not found: {csv_path}") from None
+    except OSError as error:
+        raise DataError(f"film list {csv_path} cannot be read ({error.strerror or error})") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"film list {csv_path} is not a readable CSV ({error})") from None
     if "file" not in header or len(header) < 2 or len(set(header)) < len(header):

@@ -150,6 +150,8 @@ def test_a_film_list_that_cannot_describe_every_film_is_one_clear_sentence(tmp_p
         assessment.read_film_list(listing, tmp_path, _cohort_paths(tmp_path))
     with pytest.raises(DataError, match="film list not found"):
         assessment.read_film_list(tmp_path / "none.csv", tmp_path, _cohort_paths(tmp_path))
+    with pytest.raises(DataError, match="cannot be read"):
+        assessment.read_film_list(tmp_path, tmp_path, _cohort_paths(tmp_path))  # a folder
 
 
 def test_the_headers_scanner_is_a_subgroup_unless_the_sites_list_names_the_scanners(tmp_path):
