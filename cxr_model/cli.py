@@ -158,10 +158,22 @@ def card(cfg: Config, args: argparse.Namespace) -> int:
     """Print the model card stored with a registered version (Markdown, or JSON with --json)."""
     from cxr_model.model_card import render_markdown
 
+    from cxr_model import tracking
+    from cxr_model.model_card import measured_since, render_measured
+
     predictor = _load_predictor(cfg, args.model, None)
     if not predictor.card:
         raise CxrError(f"{predictor.source} carries no model card")
-    print(json.dumps(predictor.card, indent=2) if args.json else render_markdown(predictor.card))
+    card = dict(predictor.card)
+    if card.get("version") and predictor.source.startswith("models:/"):  # the registry knows more by now
+        name = predictor.source[len("models:/"):].partition("@")[0].partition("/")[0]
+        card["measured_since_registration"] = measured_since(
+            tracking.client(cfg).get_model_version(name, str(card["version"])).tags)
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        print(render_markdown(card) + (render_measured(card["measured_since_registration"])
+                                       if "measured_since_registration" in card else ""))
     return 0
 
 

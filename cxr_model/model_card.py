@@ -208,3 +208,25 @@ def render_markdown(card: dict) -> str:
         ", ".join(f"{k} {v}" for k, v in card["software"].items()),
         "",
     ])
+
+
+MEASURED_TAGS = ("promotion.decision", "assessment.", "arrivals.")
+
+
+def measured_since(tags: dict[str, str]) -> dict[str, str]:
+    """The registry tags that record what was learnt of a version after its card was written:
+    its promotion, its figures on sites' cohorts (`cxr assess`), and, as champion, on the films
+    that arrived after it (the promote step)."""
+    return {key: tags[key] for key in sorted(tags) if key.startswith(MEASURED_TAGS)}
+
+
+def render_measured(measured: dict[str, str]) -> str:
+    """The card's closing section, from `measured_since`."""
+    lines = ["", "## Measured since registration", ""]
+    if not measured:
+        return "\n".join(lines + ["Nothing yet: no promotion decision, assessment or arrival recorded.", ""])
+    names = {"promotion.decision": "promotion"}
+    for key, value in measured.items():
+        label = names.get(key) or key.replace("assessment.", "on cohort ").replace("arrivals.v", "as champion, arrivals before version ")
+        lines.append(f"- {label}: {value}")
+    return "\n".join(lines + [""])

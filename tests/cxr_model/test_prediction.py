@@ -283,3 +283,11 @@ def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(pr
     assert run.data.tags["cxr.model_version"] == str(champion.version)
     assert run.data.metrics["cohort_auc"] == pytest.approx(report["metrics"]["auc"])
     assert run.data.metrics["cohort_refused"] == 1
+    # The card, read later, says what has been measured of the version since it was written.
+    assert cli.main(["--params", str(params), "card"]) == 0
+    shown = capsys.readouterr().out
+    assert "## Measured since registration" in shown
+    assert f"- on cohort site-b: {champion.tags['assessment.site-b']}" in shown and "- promotion: promoted" in shown
+    assert cli.main(["--params", str(params), "card", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["measured_since_registration"]["assessment.site-b"] == \
+        champion.tags["assessment.site-b"]
