@@ -189,6 +189,15 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
     return paths
 
 
+def subgroup_metrics(report: dict) -> dict[str, float]:
+    """The per-subgroup figures as MLflow metrics (`cohort_by_<column>_<value>_<figure>`), with any
+    character MLflow refuses in a name replaced, so runs can be compared per scanner in the UI."""
+    from cxr_model.tracking import flat_metrics
+
+    flat = flat_metrics("cohort_by", report.get("by_subgroup", {}))
+    return {re.sub(r"[^\w./\- ]", "_", name): value for name, value in flat.items()}
+
+
 def log_run(cfg: Config, report: dict, paths: list[Path], info: dict) -> str:
     """One MLflow run per assessment (kind "assessment"), and a tag on the registered version
     assessed, so the registry shows how each version fared on each cohort."""
@@ -205,7 +214,8 @@ def log_run(cfg: Config, report: dict, paths: list[Path], info: dict) -> str:
         tracking.log_metric_tree("cohort_at_0_5", report["at_0_5"])
         tracking.log_metric_tree("cohort_ci95", report["ci95"])
         tracking.log_metric_tree("cohort_at_threshold_ci95", report.get("at_threshold_ci95", {}))
-        mlflow.log_metrics({"cohort_images": report["count"], "cohort_refused": info["refused"]})
+        mlflow.log_metrics({"cohort_images": report["count"], "cohort_refused": info["refused"],
+                            **subgroup_metrics(report)})
         tracking.log_files(paths, "assessment")
     if info.get("version"):
         m = report["metrics"]

@@ -166,3 +166,20 @@ def test_the_headers_scanner_is_a_subgroup_unless_the_sites_list_names_the_scann
     assert assessment.patients_source(from_headers, None).startswith("DICOM PatientID")
     no_scanner = assessment.with_film_facts(results.assign(scanner=""), None)
     assert not [c for c in no_scanner.columns if c.startswith("subgroup.")]
+
+
+def test_subgroup_figures_become_mlflow_metric_names_mlflow_accepts():
+    from mlflow.utils.validation import _validate_metric_name
+
+    report = {"by_subgroup": {"scanner": {"Acme DR-1 (room 2)": {"films": 8, "specificity": 0.75,
+                                                                  "specificity_ci95": {"low": 0.4, "high": 0.9}}}}}
+    metrics = assessment.subgroup_metrics(report)
+    assert metrics == {"cohort_by_scanner_Acme DR-1 _room 2__films": 8.0,
+                       "cohort_by_scanner_Acme DR-1 _room 2__specificity": 0.75,
+                       "cohort_by_scanner_Acme DR-1 _room 2__specificity_ci95_low": 0.4,
+                       "cohort_by_scanner_Acme DR-1 _room 2__specificity_ci95_high": 0.9}
+    for name in metrics:
+        _validate_metric_name(name)
+    with pytest.raises(Exception):  # what the replacement is for
+        _validate_metric_name("cohort_by_scanner_Acme DR-1 (room 2)_films")
+    assert assessment.subgroup_metrics({}) == {}
