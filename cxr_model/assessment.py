@@ -194,8 +194,11 @@ def subgroup_metrics(report: dict) -> dict[str, float]:
     character MLflow refuses in a name replaced, so runs can be compared per scanner in the UI."""
     from cxr_model.tracking import flat_metrics
 
-    flat = flat_metrics("cohort_by", report.get("by_subgroup", {}))
-    return {re.sub(r"[^\w./\- ]", "_", name): value for name, value in flat.items()}
+    out = {}
+    for column, groups in report.get("by_subgroup", {}).items():
+        for value, figures in groups.items():  # names stay within MLflow's 250 characters
+            out.update(flat_metrics(re.sub(r"[^\w./\- ]", "_", f"cohort_by_{column}_{value}")[:200], figures))
+    return out
 
 
 def log_run(cfg: Config, report: dict, paths: list[Path], info: dict) -> str:

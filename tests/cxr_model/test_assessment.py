@@ -183,3 +183,5 @@ def test_subgroup_figures_become_mlflow_metric_names_mlflow_accepts():
     with pytest.raises(Exception):  # what the replacement is for
         _validate_metric_name("cohort_by_scanner_Acme DR-1 (room 2)_films")
     assert assessment.subgroup_metrics({}) == {}
+    long = assessment.subgroup_metrics({"by_subgroup": {"site": {"x" * 400: {"specificity_ci95": {"high": 0.9}}}}})
+    assert [len(name) for name in long] == [200 + len("_specificity_ci95_high")]
