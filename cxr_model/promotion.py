@@ -26,9 +26,12 @@ class Decision:
     promote: bool
     reasons: list[str] = field(default_factory=list)
 
+    @property
+    def verdict(self) -> str:
+        return "promoted to champion" if self.promote else "not promoted"
+
     def sentence(self) -> str:
-        verdict = "promoted to champion" if self.promote else "not promoted"
-        return f"{verdict}: " + "; ".join(self.reasons)
+        return f"{self.verdict}: " + "; ".join(self.reasons)
 
 
 def decide(candidate: dict, champion: dict | None, gates: PromoteConfig) -> Decision:
@@ -160,3 +163,24 @@ def promote_by_hand(client: MlflowClient, name: str, version: str, reason: str) 
                f"previous champion v{previous}" if previous else "no previous champion"]
     apply(client, name, version, Decision(True, reasons))
     return previous
+
+
+def run_note(metrics: dict, decision: Decision, version: str, arrivals: str | None = None) -> str:
+    """The run's description in the MLflow UI (Markdown): what a reader comparing runs looks for
+    first, the test figures with their intervals and what became of the version."""
+    test, ci = metrics["test"], metrics.get("test_ci95", {})
+
+    def one(name: str) -> str:
+        interval = f" ({ci[name]['low']:.3f}–{ci[name]['high']:.3f})" if name in ci else ""
+        return f"{name} {test[name]:.3f}{interval}"
+
+    lines = [f"**Version {version} {decision.verdict}.** " + "; ".join(decision.reasons) + ".",
+             "",
+             f"Test split at the validation-chosen threshold {metrics['threshold']['threshold']:.3f}: "
+             + ", ".join(one(name) for name in ("auc", "accuracy", "sensitivity", "specificity"))
+             + f" (95 % intervals redrawing {metrics.get('test_ci95_resampled', 'films')}).",
+             "",
+             f"Validation AUC {metrics['val']['auc']:.4f}."]
+    if arrivals:
+        lines += ["", arrivals[0].upper() + arrivals[1:] + "."]
+    return "\n".join(lines)

@@ -51,8 +51,10 @@ def promote(cfg: Config) -> dict:
     write_json(lay.promotion, result)
     print(f"{name} version {version} {decision.sentence()}")
     arrived = (champion or {}).get("on_arrivals")
+    line = arrivals.summary(arrived, champion_version) if arrived is not None else None
+    if champion_version != version:  # a re-run on the champion keeps the note of its decision
+        client.set_tag(reg["run_id"], "mlflow.note.content", promotion.run_note(metrics, decision, version, line))
     if arrived is not None:
-        line = arrivals.summary(arrived, champion_version)
         print(line)
         tracking.log_metrics_to(cfg, reg["run_id"], "champion_on_arrivals",
                                 {**{k: v for k, v in arrived.items() if k != "metrics"}, **arrived.get("metrics", {})})

@@ -61,6 +61,10 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg, caplog):
     assert float(version.tags["threshold"]) == pytest.approx(metrics["threshold"]["threshold"])
     assert version.run_id == reg["run_id"]
     assert str(client.get_model_version_by_alias("cxr-pneumonia", "champion").version) == reg["version"]
+    # The run's description in the MLflow UI: what became of the version, the test figures.
+    note = client.get_run(reg["run_id"]).data.tags["mlflow.note.content"]
+    assert note.startswith(f"**Version {reg['version']} promoted to champion.** passes gates")
+    assert f"auc {c['auc']:.3f} ({metrics['test_ci95']['auc']['low']:.3f}–" in note
 
     # A second version that fails a gate is registered but the champion stays.
     strict = dataclasses.replace(cfg, promote=dataclasses.replace(cfg.promote, min_val_auc=1.01))
@@ -74,6 +78,9 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg, caplog):
     assert "95 % CI" in outcome["reasons"][-1] and "over resampled patients" in outcome["reasons"][-1]
     assert str(client.get_model_version_by_alias("cxr-pneumonia", "champion").version) == reg["version"]
     assert client.get_model_version("cxr-pneumonia", second["version"]).tags["promotion.decision"] == "rejected"
+    note = client.get_run(second["run_id"]).data.tags["mlflow.note.content"]
+    assert note.startswith(f"**Version {second['version']} not promoted.** validation AUC")
+    assert f"Champion version {reg['version']}: no films of new patients since it was trained." in note
 
     # The shortcut gate reads the evaluate step's probes: set just under the largest, it names it.
     ratios = {k: v["normal_ratio"] for k, v in metrics["val_probes"].items() if k != "as_is"}
