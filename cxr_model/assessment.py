@@ -186,6 +186,8 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
         plots.roc(y, p, t, out / "roc.png", report["metrics"]["auc"], cohort=name),
         plots.reliability({name: report["calibration"]}, out / "reliability.png"),
     ]
+    if any(report.get("by_subgroup", {}).values()):
+        paths.append(plots.subgroups(report["by_subgroup"], out / "subgroups.png", name))
     return paths
 
 

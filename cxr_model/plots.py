@@ -274,3 +274,24 @@ def sweep_trials(results: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("best validation AUC")
     ax.set_title("sweep trials (green: chosen on validation AUC)")
     return _save(fig, path)
+
+
+def subgroups(by_subgroup: dict[str, dict[str, dict]], path: Path, cohort: str = "cohort") -> Path:
+    """Sensitivity and specificity per subgroup value with their 95 % intervals, one row each (a
+    forest plot): the subgroup a total hides stands out at a glance."""
+    rows = [(f"{column} {value} ({g['films']})", g) for column, groups in by_subgroup.items()
+            for value, g in groups.items()]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.9 + 0.4 * max(len(rows), 1)), sharey=True)
+    for ax, figure in zip(axes, ("sensitivity", "specificity")):
+        for i, (_, g) in enumerate(rows):
+            if figure in g:
+                ci = g[f"{figure}_ci95"]
+                ax.errorbar(g[figure], i, xerr=[[g[figure] - ci["low"]], [ci["high"] - g[figure]]],
+                            fmt="o", color="tab:blue", capsize=3)
+        ax.set_title(figure)
+        ax.set_xlim(0, 1.02)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(range(len(rows)), [label for label, _ in rows])
+    axes[0].invert_yaxis()
+    fig.suptitle(f"{cohort}: figures per subgroup (films), 95 % intervals")
+    return _save(fig, path)

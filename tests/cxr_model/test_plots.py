@@ -36,3 +36,24 @@ def test_probe_scores_marks_a_probe_that_doubles_the_normal_score(tmp_path):
 
     assert flat.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert reddish(flat) == 0 and reddish(shortcut) > 100
+
+
+def test_subgroups_plot_has_a_row_per_value_and_a_marker_per_figure_measured(tmp_path):
+    from PIL import Image
+
+    def group(**figures) -> dict:
+        return {"films": 10, **{k: v for k, v in figures.items()},
+                **{f"{k}_ci95": {"low": v - 0.1, "high": min(v + 0.05, 1.0)} for k, v in figures.items()}}
+
+    both = {"scanner": {"A": group(sensitivity=0.9, specificity=0.8), "B": group(sensitivity=0.95, specificity=0.6)}}
+    fewer = {"scanner": {"A": group(sensitivity=0.9, specificity=0.8), "B": group(specificity=0.6)}}
+    more = {"scanner": {v: group(sensitivity=0.9, specificity=0.8) for v in "ABCDEF"}}
+
+    def blue(path) -> int:  # matplotlib's default blue, the markers and their bars
+        rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return int(((abs(rgb[..., 0] - 31) < 30) & (abs(rgb[..., 1] - 119) < 30) & (abs(rgb[..., 2] - 180) < 30)).sum())
+
+    paths = [plots.subgroups(d, tmp_path / f"{i}.png", "site-b") for i, d in enumerate((both, fewer, more))]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    assert blue(paths[1]) < blue(paths[0])
+    assert Image.open(paths[2]).height > Image.open(paths[0]).height

@@ -165,6 +165,7 @@ def test_assess_takes_patients_and_subgroups_from_the_sites_film_list_and_writes
         assert f"  scanner {value}: 8 films of 4 patients (4 PNEUMONIA), sensitivity {g['sensitivity']:.3f}" in printed
     assert not any("SITE-" in path.read_text() for path in out.glob("*.*") if path.suffix in (".csv", ".json"))
     assert "scanner" not in pd.read_csv(out / "predictions.csv").columns
+    assert (out / "subgroups.png").is_file()
     assert cli.main(["--params", str(params), "assess", str(cohort), "--out", str(out), "--no-track"]) == 0
     assert json.loads((out / "metrics.json").read_text())["ci95_resampled"] == "patients (16, holding 16 films)"
     (tmp_path / "films.csv").write_text("\n".join(rows[:-1]) + "\n")
