@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from cxr_model import arrivals
 from cxr_model.config import Config
 from cxr_model.stages.common import read_json, step, write_json
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from cxr_model.prediction import Predictor
 
 
 @step("promote")
@@ -63,8 +70,8 @@ def promote(cfg: Config) -> dict:
     return result
 
 
-def champion_on_arrivals(cfg: Config, client, name: str, champion_version: str, manifest: pd.DataFrame,
-                         predictor, size: int) -> dict | None:
+def champion_on_arrivals(cfg: Config, client: MlflowClient, name: str, champion_version: str,
+                         manifest: pd.DataFrame, predictor: Predictor, size: int) -> dict | None:
     """The champion scored on the films of patients its training manifest did not hold, or None
     when that manifest is not stored (versions logged without it)."""
     from cxr_model import data, preprocess, promotion
