@@ -20,11 +20,11 @@ def patient_keys(manifest: pd.DataFrame) -> pd.Series:
 def new_films(current: pd.DataFrame, seen: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """The readable films of the current manifest whose content the champion's manifest did not
     hold, less those of patients it held (their other films may have trained it), and how many
-    were left out for that."""
+    were left out for that. The rows keep their index, to find their decoded pixels by."""
     readable = current[current["error"] == ""]
     new = readable[~readable["sha256"].isin(set(seen["sha256"]))]
     known = patient_keys(new).isin(set(patient_keys(seen)))
-    return new[~known].reset_index(drop=True), int(known.sum())
+    return new[~known], int(known.sum())
 
 
 def champion_figures(y: np.ndarray, p: np.ndarray, threshold: float, patients: np.ndarray) -> dict:
@@ -35,8 +35,8 @@ def champion_figures(y: np.ndarray, p: np.ndarray, threshold: float, patients: n
     if not len(y):
         return out
     if len(np.unique(y)) == 2:
-        report = evaluation.cohort_metrics(y, p, threshold, patients=np.asarray(patients))
-        out.update(metrics=report["metrics"], ci95=report["ci95"])
+        out["metrics"] = {**evaluation.ranking_metrics(y, p), **evaluation.threshold_metrics(y, p, threshold)}
+        out["ci95"] = evaluation.bootstrap_ci(y, p, threshold, clusters=np.asarray(patients))
     else:
         m = evaluation.threshold_metrics(y, p, threshold)
         name = "sensitivity" if y[0] == 1 else "specificity"
@@ -48,13 +48,8 @@ def summary(figures: dict, version: str) -> str:
     """One line for the log, the flow's closing lines and the version's tag."""
     if not figures.get("films"):
         return f"champion version {version}: no films of new patients since it was trained"
-    m, ci = figures["metrics"], figures.get("ci95", {})
-
-    def one(name: str) -> str:
-        interval = f" ({ci[name]['low']:.3f}-{ci[name]['high']:.3f})" if name in ci else ""
-        return f"{name} {m[name]:.3f}{interval}"
-
-    shown = ", ".join(one(name) for name in ("auc", "sensitivity", "specificity") if name in m)
+    m = figures["metrics"]
+    shown = evaluation.describe(m, figures.get("ci95"), ("auc", "sensitivity", "specificity"))
     films, patients = figures["films"], figures["patients"]
     return (f"champion version {version} on the {films} film{'s' * (films != 1)} of {patients} "
             f"new patient{'s' * (patients != 1)} ({figures['pneumonia']} PNEUMONIA) since it was trained: "

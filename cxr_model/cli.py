@@ -84,19 +84,12 @@ def predict(cfg: Config, args: argparse.Namespace) -> int:
     return 0 if not missing else 1
 
 
-def _figures(m: dict, ci: dict | None = None) -> str:
-    def one(name: str) -> str:
-        interval = f" ({ci[name]['low']:.3f}-{ci[name]['high']:.3f})" if ci and name in ci else ""
-        return f"{name} {m[name]:.3f}{interval}"
-
-    return ", ".join(one(name) for name in ("auc", "accuracy", "sensitivity", "specificity") if name in m)
-
-
 def assess(cfg: Config, args: argparse.Namespace) -> int:
     """Measure a model on a labelled cohort of the user's own, beside its figures on the test split."""
     import numpy as np
 
     from cxr_model import assessment
+    from cxr_model.evaluation import describe
 
     folder = Path(args.folder)
     cohort = assessment.cohort_name(args.name or folder.resolve().name)
@@ -124,11 +117,11 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     m, n_pos = report["metrics"], int(scored["y"].sum())
     print(f"{cohort}: {len(scored)} films scored ({n_pos} PNEUMONIA, {len(scored) - n_pos} NORMAL), "
           f"{refused} refused as unreadable or implausible (reasons in {out / 'predictions.csv'})")
-    print(f"  at the model's threshold {predictor.threshold:.3f}: {_figures(m, report['ci95'])}")
+    print(f"  at the model's threshold {predictor.threshold:.3f}: {describe(m, report['ci95'])}")
     print(f"  (95 % intervals from redrawing {report['ci95_resampled']}; patients from {report['patients_from']})")
-    print(f"  at 0.5: {_figures(report['at_0_5'])}")
+    print(f"  at 0.5: {describe(report['at_0_5'])}")
     for end, m_end in report.get("at_threshold_ci95", {}).items():
-        print(f"  at the {end} end of the threshold's validation interval, {m_end['threshold']:.3f}: {_figures(m_end)}")
+        print(f"  at the {end} end of the threshold's validation interval, {m_end['threshold']:.3f}: {describe(m_end)}")
     if report.get("borderline"):
         b = report["borderline"]
         print(f"  borderline (scores within the threshold's validation interval): {b['count']} films, "
@@ -139,13 +132,13 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
               f"{group['sensitivity']:.3f} ({ci['low']:.3f}-{ci['high']:.3f}), AUC {group['auc']:.3f}")
     for column, groups in report["by_subgroup"].items():
         for value, g in groups.items():
-            shown = [f"{figure} {g[figure]:.3f} ({g[figure + '_ci95']['low']:.3f}-{g[figure + '_ci95']['high']:.3f})"
-                     for figure in ("sensitivity", "specificity") if figure in g]
+            rates = ("sensitivity", "specificity")
+            shown = describe(g, {f: g[f"{f}_ci95"] for f in rates if f in g}, rates)
             auc = "" if np.isnan(g["auc"]) else f", AUC {g['auc']:.3f}"
             print(f"  {column} {value}: {g['films']} films of {g['patients']} patients ({g['pneumonia']} PNEUMONIA), "
-                  + ", ".join(shown) + auc)
+                  + shown + auc)
     if predictor.card.get("test_metrics"):
-        print(f"  the model on its own test split: {_figures(predictor.card['test_metrics'])}")
+        print(f"  the model on its own test split: {describe(predictor.card['test_metrics'])}")
     if not args.no_track:
         run_id = assessment.log_run(cfg, report, paths, info)
         print(f"MLflow run {run_id} (kind assessment)" + (f"; tagged on version {info['version']}"
@@ -166,9 +159,8 @@ def card(cfg: Config, args: argparse.Namespace) -> int:
         raise CxrError(f"{predictor.source} carries no model card")
     card = dict(predictor.card)
     if card.get("version") and predictor.source.startswith("models:/"):  # the registry knows more by now
-        name = predictor.source[len("models:/"):].partition("@")[0].partition("/")[0]
         card["measured_since_registration"] = measured_since(
-            tracking.client(cfg).get_model_version(name, str(card["version"])).tags)
+            tracking.client(cfg).get_model_version(card["model"], str(card["version"])).tags)
     if args.json:
         print(json.dumps(card, indent=2))
     else:

@@ -293,6 +293,19 @@ def by_subgroup(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: flo
     return out
 
 
+FIGURES = ("auc", "accuracy", "sensitivity", "specificity")
+
+
+def describe(values: dict, ci: dict | None = None, names: tuple[str, ...] = FIGURES, dash: str = "-") -> str:
+    """"auc 0.972 (0.961-0.983), accuracy ..." for the names present in `values`, each with its
+    interval where `ci` has one: the one way figures are put into a sentence."""
+    def one(name: str) -> str:
+        interval = f" ({ci[name]['low']:.3f}{dash}{ci[name]['high']:.3f})" if ci and name in ci else ""
+        return f"{name} {values[name]:.3f}{interval}"
+
+    return ", ".join(one(name) for name in names if name in values)
+
+
 def cohort_metrics(y: np.ndarray, p: np.ndarray, threshold: float, groups: np.ndarray | None = None,
                    threshold_ci95: dict | None = None, patients: np.ndarray | None = None) -> dict:
     """Everything reported for one scored cohort: ranking and threshold metrics, the same at 0.5,

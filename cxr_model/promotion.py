@@ -168,16 +168,12 @@ def promote_by_hand(client: MlflowClient, name: str, version: str, reason: str) 
 def run_note(metrics: dict, decision: Decision, version: str, arrivals: str | None = None) -> str:
     """The run's description in the MLflow UI (Markdown): what a reader comparing runs looks for
     first, the test figures with their intervals and what became of the version."""
-    test, ci = metrics["test"], metrics.get("test_ci95", {})
-
-    def one(name: str) -> str:
-        interval = f" ({ci[name]['low']:.3f}–{ci[name]['high']:.3f})" if name in ci else ""
-        return f"{name} {test[name]:.3f}{interval}"
+    from cxr_model.evaluation import describe
 
     lines = [f"**Version {version} {decision.verdict}.** " + "; ".join(decision.reasons) + ".",
              "",
              f"Test split at the validation-chosen threshold {metrics['threshold']['threshold']:.3f}: "
-             + ", ".join(one(name) for name in ("auc", "accuracy", "sensitivity", "specificity"))
+             + describe(metrics["test"], metrics.get("test_ci95"), dash="–")
              + f" (95 % intervals redrawing {metrics.get('test_ci95_resampled', 'films')}).",
              "",
              f"Validation AUC {metrics['val']['auc']:.4f}."]

@@ -71,14 +71,18 @@ def step(name: str) -> Callable:
     return wrap
 
 
-def readable_pixels(cfg: Config, manifest: pd.DataFrame) -> np.ndarray:
-    """The decoded films of the manifest's readable rows, in order (decoded once, then cached)."""
+def readable(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest's readable rows, numbered 0..n-1 as readable_pixels returns them."""
+    return manifest[manifest["error"] == ""].reset_index(drop=True)
+
+
+def readable_pixels(cfg: Config, manifest: pd.DataFrame, size: int | None = None) -> np.ndarray:
+    """The decoded films of the manifest's readable rows, in order, at `size` (default: the
+    configured input size; a champion's own size when it differs), decoded once, then cached."""
     from cxr_model import preprocess
 
-    readable = manifest[manifest["error"] == ""].reset_index(drop=True)
-    return preprocess.decoded_pixels(
-        readable, cfg.data_source, cfg.preprocess.image_size, cfg.data.max_image_pixels, cfg.layout.cache_dir
-    )
+    return preprocess.decoded_pixels(readable(manifest), cfg.data_source, size or cfg.preprocess.image_size,
+                                     cfg.data.max_image_pixels, cfg.layout.cache_dir)
 
 
 def split_arrays(cfg: Config) -> dict:

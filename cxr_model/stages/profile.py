@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cxr_model.config import Config
-from cxr_model.stages.common import log, readable_pixels, step
+from cxr_model.stages.common import log, readable, readable_pixels, step
 
 
 @step("profile")
@@ -16,8 +16,7 @@ def profile(cfg: Config) -> dict:
     lay = cfg.layout
     manifest = data.read_manifest(lay.manifest)
     duplicates = pd.read_csv(lay.duplicates, keep_default_na=False)
-    readable = manifest[manifest["error"] == ""].reset_index(drop=True)
-    files = profiling.write_profile(readable, duplicates, readable_pixels(cfg, manifest), lay.profile_dir,
+    files = profiling.write_profile(readable(manifest), duplicates, readable_pixels(cfg, manifest), lay.profile_dir,
                                     seed=cfg.data.seed)
     log.info("profile:\n%s", files["counts_md"].read_text())
     return {"files": [str(p) for p in files.values()]}

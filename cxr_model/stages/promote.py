@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from cxr_model import arrivals
 from cxr_model.config import Config
-from cxr_model.stages.common import read_json, step, write_json
+from cxr_model.stages.common import read_json, readable, readable_pixels, step, write_json
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 @step("promote")
 def promote(cfg: Config) -> dict:
     """Move the champion alias to the new version if it passes the gates and the comparison."""
-    from cxr_model import data, evaluation, preprocess, probes, promotion, serving, tracking
+    from cxr_model import data, evaluation, probes, promotion, serving, tracking
 
     lay = cfg.layout
     reg = read_json(lay.registration)
@@ -32,17 +33,20 @@ def promote(cfg: Config) -> dict:
         tags = client.get_model_version(name, champion_version).tags
         size = int(tags.get("image_size", cfg.preprocess.image_size))
         manifest = data.read_manifest(lay.manifest)
-        test = manifest[manifest["split"] == "test"].reset_index(drop=True)
-        x = preprocess.decoded_pixels(test, cfg.data_source, size, cfg.data.max_image_pixels, lay.cache_dir)
+        # One decoding of the films at the champion's size (at the pipeline's own, the cache the
+        # earlier steps built) serves the test comparison and the new arrivals alike.
+        films, pixels = readable(manifest), readable_pixels(cfg, manifest, size)
+        in_test = (films["split"] == "test").to_numpy()
+        test = films[in_test].reset_index(drop=True)
         predictor = serving.load_predictor(f"models:/{name}/{champion_version}")
-        p = predictor.probabilities(x)
+        p = predictor.probabilities(pixels[in_test])
         y = (test["label"] == data.LABELS[1]).to_numpy(dtype=int)
         champion = {"version": champion_version, "eval_auc": evaluation.ranking_metrics(y, p)["auc"]}
         scored = pd.read_csv(lay.predictions).set_index("path")["probability"]
         if set(scored.index) == set(test["path"]):  # the candidate's scores of the same films
             champion["difference_ci95"] = evaluation.paired_auc_difference(
                 y, scored.loc[test["path"]].to_numpy(float), p, test["patient_id"].to_numpy())
-        champion["on_arrivals"] = champion_on_arrivals(cfg, client, name, champion_version, manifest, predictor, size)
+        champion["on_arrivals"] = champion_on_arrivals(client, name, champion_version, films, pixels, predictor)
     candidate = {"val_auc": metrics["val"]["auc"], "val_sensitivity": metrics["val"]["sensitivity"],
                  "eval_auc": metrics["test"]["auc"], "val_aspect_jitter_auc": metrics.get("val_aspect_jitter_auc"),
                  "probe_ratios": probes.normal_ratios(metrics.get("val_probes", {}))}
@@ -70,18 +74,17 @@ def promote(cfg: Config) -> dict:
     return result
 
 
-def champion_on_arrivals(cfg: Config, client: MlflowClient, name: str, champion_version: str,
-                         manifest: pd.DataFrame, predictor: Predictor, size: int) -> dict | None:
-    """The champion scored on the films of patients its training manifest did not hold, or None
-    when that manifest is not stored (versions logged without it)."""
-    from cxr_model import data, preprocess, promotion
+def champion_on_arrivals(client: MlflowClient, name: str, champion_version: str, films: pd.DataFrame,
+                         pixels: np.ndarray, predictor: Predictor) -> dict | None:
+    """The champion scored on the films (readable, numbered as their decoded `pixels`) of patients
+    its training manifest did not hold, or None when that manifest is not stored."""
+    from cxr_model import data, promotion
 
     seen = promotion.training_manifest(client, name, champion_version)
     if seen is None:
         return None
-    films, left_out = arrivals.new_films(manifest, seen)
-    x = preprocess.decode_all(cfg.data_source, films["path"].tolist(), size, cfg.data.max_image_pixels)
-    p = predictor.probabilities(x)
-    y = (films["label"] == data.LABELS[1]).to_numpy(dtype=int)
-    return {**arrivals.champion_figures(y, p, predictor.threshold, arrivals.patient_keys(films).to_numpy()),
+    new, left_out = arrivals.new_films(films, seen)
+    p = predictor.probabilities(pixels[new.index.to_numpy()])
+    y = (new["label"] == data.LABELS[1]).to_numpy(dtype=int)
+    return {**arrivals.champion_figures(y, p, predictor.threshold, arrivals.patient_keys(new).to_numpy()),
             "films_of_known_patients": left_out}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cxr_model.config import Config
 from cxr_model.errors import ValidationFailed
-from cxr_model.stages.common import log, readable_pixels, step
+from cxr_model.stages.common import log, readable, readable_pixels, step
 
 
 @step("validate")
@@ -21,7 +21,7 @@ def validate(cfg: Config) -> dict:
     # The rule's evidence, to look at, whether it passed or not.
     pairs = validation.closest_pairs(manifest, near)
     pairs.to_csv(lay.closest_pairs, index=False)
-    films = dict(zip(manifest.loc[manifest["error"] == "", "path"], pixels))
+    films = dict(zip(readable(manifest)["path"], pixels))
     plots.closest_pairs(pairs, films, cfg.validate.near_copy_correlation, lay.closest_pairs_png)
     if not summary["success"]:
         raise ValidationFailed(validation.failure_message(summary))
