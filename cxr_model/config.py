@@ -26,7 +26,7 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 class DataConfig:
     landing: str = "../shared/data/chest_xray"
     versioned: bool = True
-    extensions: tuple[str, ...] = (".jpeg", ".jpg", ".png")
+    extensions: tuple[str, ...] = (".jpeg", ".jpg", ".png", ".dcm", ".dicom")
     val_fraction: float = 0.15
     seed: int = 42
     max_image_pixels: int = 50_000_000
@@ -38,7 +38,7 @@ class ValidateConfig:
     max_aspect_ratio: float = 2.0
     min_images_per_class: int = 20
     pneumonia_share: tuple[float, ...] = (0.3, 0.85)
-    allowed_modes: tuple[str, ...] = ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "I;16", "I", "F")
+    allowed_modes: tuple[str, ...] = ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "I;16", "I", "F", "DICOM")
     near_copy_correlation: float = 0.99
     max_examples: int = 10
 

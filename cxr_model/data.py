@@ -7,11 +7,12 @@ import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pandas as pd
 
+from cxr_model.dicom import DICOM_SUFFIXES, is_dicom_file
 from cxr_model.errors import DataError
 from cxr_model.images import ImageFacts, inspect_file
 
@@ -23,6 +24,8 @@ SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = [
     "path", "split", "label", "patient_id", "sha256", "width", "height", "mode", "bytes", "error",
 ]
+
+FACT_FIELDS = [f.name for f in fields(ImageFacts)]
 
 _PERSON = re.compile(r"^(person\d+)_", re.IGNORECASE)
 _NORMAL = re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE)
@@ -67,7 +70,9 @@ def discover(source: Path, extensions: tuple[str, ...]) -> list[Found]:
                 "train|val|test/NORMAL|PNEUMONIA"
             )
     wanted = {e.lower() for e in extensions}
+    any_dicom = bool(wanted & set(DICOM_SUFFIXES))  # then DICOM under any name too
     found: list[Found] = []
+    passed_over: list[str] = []
     for split in present:
         split_dir = source / split
         folders = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -84,12 +89,18 @@ def discover(source: Path, extensions: tuple[str, ...]) -> list[Found]:
             for root, dirs, files in os.walk(label_dir):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    if name.startswith(".") or Path(name).suffix.lower() not in wanted:
+                    if name.startswith("."):
                         continue
                     rel = Path(root, name).relative_to(source).as_posix()
-                    found.append(Found(rel, split, label))
+                    if Path(name).suffix.lower() in wanted or (any_dicom and is_dicom_file(Path(root, name))):
+                        found.append(Found(rel, split, label))
+                    else:
+                        passed_over.append(rel)
     if not found:
         raise DataError(f"no images with extensions {', '.join(extensions)} found under {source}")
+    if passed_over:
+        log.warning("ingest: passed over %d file(s) that are not films of data.extensions (%s), e.g. %s",
+                    len(passed_over), ", ".join(extensions), "; ".join(passed_over[:3]))
     return found
 
 
@@ -98,10 +109,13 @@ def inspect_all(
 ) -> list[ImageFacts]:
     """Hash and decode every file once, reusing facts of files unchanged since the last ingest."""
     previous: dict[tuple[str, int, int], ImageFacts] = {}
-    if index_path is not None and index_path.is_file():
-        for row in pd.read_csv(index_path, keep_default_na=False).to_dict("records"):
+    index = pd.read_csv(index_path, keep_default_na=False, dtype=str) if index_path and index_path.is_file() else None
+    # An index written before ingest read DICOM files lacks their patient column: read everything again.
+    if index is not None and list(index.columns) == ["path", "size", "mtime_ns", *FACT_FIELDS]:
+        for row in index.to_dict("records"):
             key = (row.pop("path"), int(row.pop("size")), int(row.pop("mtime_ns")))
-            previous[key] = ImageFacts(**{**row, "mode": str(row["mode"]), "error": str(row["error"])})
+            previous[key] = ImageFacts(**{**row, "bytes": int(row["bytes"]),
+                                          "width": int(row["width"]), "height": int(row["height"])})
 
     stats = [os.stat(source / f.path) for f in found]
     keys = [(f.path, st.st_size, st.st_mtime_ns) for f, st in zip(found, stats)]
@@ -194,8 +208,12 @@ def build_manifest(
     found = discover(source, extensions)
     facts = inspect_all(source, found, max_pixels, index_path)
     frame = pd.DataFrame(
-        [{**asdict(f), **asdict(x), "patient_id": patient_id(f.path)} for f, x in zip(found, facts)]
+        [{**asdict(f), **asdict(x), "patient_id": x.patient or patient_id(f.path)} for f, x in zip(found, facts)]
     )
+    unnamed = sum(x.mode == "DICOM" and not x.patient for x in facts)
+    if unnamed:
+        log.warning("ingest: %d DICOM film(s) carry no PatientID: each counts as its own patient (or the "
+                    "Kermany file-name rule), so one patient's films may land in both train and val", unnamed)
     if (frame["source_split"] == "val").any():
         log.info("ingest: the source has its own val/ folder (%d images); folded into train "
                  "before the patient-grouped split", int((frame["source_split"] == "val").sum()))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+from pathlib import Path
 
 import numpy as np
 
@@ -11,6 +13,18 @@ def is_dicom(data: bytes) -> bool:
     """Part-10 files carry 'DICM' after a 128-byte preamble."""
     return len(data) >= 132 and data[128:132] == b"DICM"
 
+
+def is_dicom_file(path: Path) -> bool:
+    """DICOM content under any name: PACS exports often name files by UID (dots and digits) or
+    give them no suffix at all."""
+    try:
+        with open(path, "rb") as f:
+            return is_dicom(f.read(132))
+    except OSError:
+        return False
+
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
 
 # Header fields that say what a film shows (the plausibility checks read them; JPEG and PNG
 # carry none of this).
@@ -53,8 +67,33 @@ def read_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict[str, str]
         gray = np.round(values).astype(np.uint8)  # already 8-bit display values: keep them
     else:
         gray = stretch_to_uint8(values)  # 12/16-bit or rescaled values: window result to 0-255
+    return 255 - gray if photometric == "MONOCHROME1" else gray, _header(ds)
+
+
+def read_header(path: Path) -> dict[str, str]:
+    """The header fields `read_dicom` gives, without reading the pixels: the validation suite
+    checks every training film's header the way `cxr predict` checks a film it is given."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    from cxr_model.images import ImageError
+
+    try:
+        return _header(dcmread(path, stop_before_pixels=True))
+    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
+        raise ImageError(f"cannot read DICOM: {exc}") from None
+
+
+def _header(ds) -> dict[str, str]:
     header = {name: str(ds.get(name, "") or "").strip().upper() for name in HEADER_FIELDS}
     header["PatientID"] = str(ds.get("PatientID", "") or "").strip()
     header["scanner"] = " ".join(filter(None, (str(ds.get(name, "") or "").strip()
                                                for name in ("Manufacturer", "ManufacturerModelName"))))
-    return 255 - gray if photometric == "MONOCHROME1" else gray, {k: v for k, v in header.items() if v}
+    return {k: v for k, v in header.items() if v}
+
+
+def pseudonym(patient_id: str) -> str:
+    """A stable stand-in for a DICOM PatientID, so a manifest logged to MLflow groups a patient's
+    films without carrying the hospital's identifier. A pseudonym, not anonymisation: an ID of a
+    known format can be recovered by hashing every candidate."""
+    return "dcm-" + hashlib.sha256(f"cxr-patient:{patient_id}".encode()).hexdigest()[:16]

@@ -27,8 +27,9 @@ class ImageFacts:
     bytes: int
     width: int
     height: int
-    mode: str
+    mode: str  # Pillow's mode, or "DICOM"
     error: str
+    patient: str = ""  # DICOM only: dicom.pseudonym of the header's PatientID, when it has one
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -129,9 +130,15 @@ def load_for_model(path: str | Path, size: int, max_pixels: int) -> np.ndarray:
 
 def inspect_file(path: str | Path, max_pixels: int) -> ImageFacts:
     """Hash and decode one file, recording a readable reason instead of raising."""
+    from cxr_model import dicom
+
     data = Path(path).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     try:
+        if dicom.is_dicom(data):
+            gray, header = dicom.read_dicom(data, max_pixels)
+            patient = dicom.pseudonym(header["PatientID"]) if "PatientID" in header else ""
+            return ImageFacts(digest, len(data), gray.shape[1], gray.shape[0], "DICOM", "", patient)
         img = open_image(data, max_pixels)
     except ImageError as exc:
         return ImageFacts(digest, len(data), 0, 0, "", str(exc))

@@ -18,7 +18,7 @@ import pandas as pd
 from cxr_model import images
 from cxr_model.config import PredictConfig
 from cxr_model.data import LABELS
-from cxr_model.dicom import is_dicom
+from cxr_model.dicom import is_dicom_file
 from cxr_model.images import ImageError
 from cxr_model.plausibility import implausibility
 
@@ -211,13 +211,7 @@ def collect_inputs(targets: list[str | Path]) -> tuple[list[Path], list[str], li
 def is_film_file(path: Path) -> bool:
     """An image suffix, or DICOM content under any name: PACS exports often name files by UID
     (dots and digits) or with no suffix at all."""
-    if path.suffix.lower() in FILE_TYPES:
-        return True
-    try:
-        with open(path, "rb") as f:
-            return is_dicom(f.read(132))
-    except OSError:
-        return False
+    return path.suffix.lower() in FILE_TYPES or is_dicom_file(path)
 
 
 def write_summary(results: pd.DataFrame, out_dir: Path, model: dict) -> tuple[Path, Path]:

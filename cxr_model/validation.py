@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_model import similarity
-from cxr_model.config import ValidateConfig
+from cxr_model import dicom, similarity
+from cxr_model.config import PredictConfig, ValidateConfig
 from cxr_model.data import LABELS, SPLITS
+from cxr_model.plausibility import header_reason
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
@@ -47,9 +48,22 @@ def near_copies(manifest: pd.DataFrame, pixels: np.ndarray, threshold: float) ->
     return near
 
 
-def image_facts(manifest: pd.DataFrame, near: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The manifest plus the per-image columns the rules look at (with `near_copies` when given)."""
+def header_problems(manifest: pd.DataFrame, source: Path, cfg: PredictConfig) -> pd.Series:
+    """Per manifest row, what its DICOM header says against the film ("" for JPEG, PNG and films
+    whose header is fine): a film that `cxr predict` would refuse is not one to train on."""
+    problems = pd.Series("", index=manifest.index, dtype=object)
+    for i in manifest.index[(manifest["mode"] == "DICOM") & (manifest["error"] == "")]:
+        problems[i] = header_reason(dicom.read_header(source / manifest.at[i, "path"]), cfg) or ""
+    return problems
+
+
+def image_facts(manifest: pd.DataFrame, near: pd.DataFrame | None = None,
+                headers: pd.Series | None = None) -> pd.DataFrame:
+    """The manifest plus the per-image columns the rules look at (with `near_copies` and
+    `header_problems` when given)."""
     facts = manifest.copy() if near is None else manifest.join(near)
+    if headers is not None:
+        facts["header_problem"] = headers
     facts["decodes"] = facts["error"] == ""
     short = facts[["width", "height"]].min(axis=1)
     facts["min_side"] = short
@@ -88,15 +102,18 @@ def class_table(manifest: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rules(cfg: ValidateConfig, films: bool = True) -> list[Rule]:
+def rules(cfg: ValidateConfig, films: bool = True, headers: bool = True) -> list[Rule]:
     """The expectation suite, built from params.yaml so bounds live with the other knobs (the
-    near-copy rule needs the decoded films)."""
+    near-copy rule needs the decoded films, the header rule the DICOM headers)."""
     E = gx.expectations
     lo, hi = cfg.pneumonia_share
     near_copy = [Rule("images", CRITICAL, "no film is a near copy of a film in another split (thumbnail "
                       f"correlation below {cfg.near_copy_correlation})",
                       E.ExpectColumnValuesToBeBetween(column="near_copy_correlation",
                                                       max_value=cfg.near_copy_correlation, strict_max=True))]
+    header = [Rule("images", CRITICAL, "DICOM headers show a frontal chest radiograph of a child, "
+                   "as `cxr predict` requires (params predict.dicom_*, predict.max_patient_age_years)",
+                   E.ExpectColumnValuesToBeInSet(column="header_problem", value_set=[""]))]
     return [
         Rule("images", CRITICAL, "every image path is present",
              E.ExpectColumnValuesToNotBeNull(column="path")),
@@ -109,8 +126,8 @@ def rules(cfg: ValidateConfig, films: bool = True) -> list[Rule]:
         Rule("images", CRITICAL, f"image modes are supported ({', '.join(cfg.allowed_modes)})",
              E.ExpectColumnValuesToBeInSet(column="mode", value_set=list(cfg.allowed_modes),
                                            row_condition='decodes == True', condition_parser="pandas")),
-        Rule("images", WARNING, f"images are 8-bit grayscale or RGB (others are {CONVERTED_NOTE})",
-             E.ExpectColumnValuesToBeInSet(column="mode", value_set=["L", "RGB"],
+        Rule("images", WARNING, f"images are 8-bit grayscale, RGB or DICOM (others are {CONVERTED_NOTE})",
+             E.ExpectColumnValuesToBeInSet(column="mode", value_set=["L", "RGB", "DICOM"],
                                            row_condition='decodes == True', condition_parser="pandas")),
         Rule("images", CRITICAL, f"images are at least {cfg.min_side} px on each side",
              E.ExpectColumnValuesToBeBetween(column="min_side", min_value=cfg.min_side,
@@ -125,6 +142,7 @@ def rules(cfg: ValidateConfig, films: bool = True) -> list[Rule]:
         Rule("images", CRITICAL, "no patient has images in both train and val",
              E.ExpectColumnValuesToBeBetween(column="patient_train_val_splits", max_value=1)),
         *(near_copy if films else []),
+        *(header if headers else []),
         Rule("classes", CRITICAL, f"every split holds at least {cfg.min_images_per_class} images per class",
              E.ExpectColumnValuesToBeBetween(column="images", min_value=cfg.min_images_per_class)),
         Rule("classes", CRITICAL, f"the pneumonia share of every split is within [{lo}, {hi}]",
@@ -167,24 +185,28 @@ def _offenders(result, facts: pd.DataFrame, limit: int) -> tuple[int, list[str]]
     count = int(info.get("unexpected_count") or 0)
     errors = dict(zip(facts["path"], facts["error"])) if "error" in facts else {}
     copies = dict(zip(facts["path"], facts["near_copy_of"])) if "near_copy_of" in facts else {}
+    headers = dict(zip(facts["path"], facts["header_problem"])) if "header_problem" in facts else {}
     examples = []
     for row in (info.get("unexpected_index_list") or [])[:limit]:
         path = row.get("path") if isinstance(row, dict) else str(row)
-        reason = errors.get(path, "") or (f"near copy of {copies[path]}" if copies.get(path) else "")
+        reason = (errors.get(path, "") or (f"near copy of {copies[path]}" if copies.get(path) else "")
+                  or headers.get(path, ""))
         examples.append(f"{path} ({reason})" if reason else str(path))
     return count, examples
 
 
 def validate_manifest(manifest: pd.DataFrame, cfg: ValidateConfig, out_dir: Path,
-                      near: pd.DataFrame | None = None) -> dict:
+                      near: pd.DataFrame | None = None, headers: pd.Series | None = None) -> dict:
     """Run the suite, write result.json and Data Docs under out_dir, and return the summary;
-    `near`: the manifest's `near_copies` (for the near-copy rule)."""
+    `near`: the manifest's `near_copies` (for the near-copy rule), `headers` its
+    `header_problems` (for the DICOM header rule)."""
     context = _context(out_dir)
-    facts = image_facts(manifest, near)
+    facts = image_facts(manifest, near, headers)
     tables = {"images": facts, "classes": class_table(manifest)}
     checks = []
     for table, frame in tables.items():
-        table_rules = [r for r in rules(cfg, films=near is not None) if r.table == table]
+        table_rules = [r for r in rules(cfg, films=near is not None, headers=headers is not None)
+                       if r.table == table]
         result = _run_table(context, table, frame, table_rules)
         for res in result.results:
             meta = res.expectation_config.meta or {}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -44,3 +46,21 @@ def dicom_bytes(
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def as_dicom_dataset(source: Path, target: Path, **header: str) -> dict[str, str]:
+    """Rewrite a Kaggle-layout folder of 8-bit films as DICOM files named by UID, the way a PACS
+    export names them (nothing in the name says whose film it is): each file's PatientID is its
+    Kermany patient with an "MRN-" prefix. `header` as in dicom_bytes. Returns new path -> MRN."""
+    from cxr_model.data import patient_id
+
+    mrns = {}
+    for film in sorted(source.rglob("*.jpeg")):
+        rel = film.relative_to(source)
+        out = target / rel.parent / f"{generate_uid()}.dcm"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        mrn = f"MRN-{patient_id(film.name)}"
+        pixels = np.asarray(Image.open(film).convert("L"), dtype=np.uint8)
+        out.write_bytes(dicom_bytes(pixels, **{"PatientID": mrn, **header}))
+        mrns[out.relative_to(target).as_posix()] = mrn
+    return mrns

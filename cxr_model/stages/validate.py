@@ -17,7 +17,8 @@ def validate(cfg: Config) -> dict:
     manifest = data.read_manifest(lay.manifest)
     pixels = readable_pixels(cfg, manifest)
     near = validation.near_copies(manifest, pixels, cfg.validate.near_copy_correlation)
-    summary = validation.validate_manifest(manifest, cfg.validate, lay.validation_dir, near)
+    headers = validation.header_problems(manifest, cfg.data_source, cfg.predict)
+    summary = validation.validate_manifest(manifest, cfg.validate, lay.validation_dir, near, headers)
     # The rule's evidence, to look at, whether it passed or not.
     pairs = validation.closest_pairs(manifest, near)
     pairs.to_csv(lay.closest_pairs, index=False)

@@ -1,9 +1,12 @@
 import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from cxr_model import data
 from cxr_model.errors import DataError
+from tests.dicom_files import as_dicom_dataset, dicom_bytes
 from tests.conftest import make_dataset, normal_name, pneumonia_name, synthetic_xray
 
 
@@ -133,3 +136,51 @@ def test_fingerprint_changes_with_content_not_location(dataset, tmp_path):
     assert data.manifest_fingerprint(_manifest(moved)[0]) == data.manifest_fingerprint(manifest)
     synthetic_xray(31337, "NORMAL").save(moved / "train" / "NORMAL" / normal_name(1, 1))
     assert data.manifest_fingerprint(_manifest(moved)[0]) != data.manifest_fingerprint(manifest)
+
+
+def test_dicom_films_are_grouped_by_the_headers_patient_under_a_pseudonym(dataset, tmp_path, caplog):
+    landing = tmp_path / "dicom"
+    mrns = as_dicom_dataset(dataset, landing)
+    with caplog.at_level("WARNING", logger="cxr"):
+        manifest, _ = data.build_manifest(landing, (".dcm",), 0.25, 1, 10_000_000)
+    assert len(manifest) == len(mrns) and set(manifest["mode"]) == {"DICOM"}
+    assert (manifest["width"] == 48).all() and (manifest["error"] == "").all()
+    # One pseudonym per MRN, the same for every film of a patient, and the MRN itself nowhere.
+    pseudonyms = manifest.set_index("path")["patient_id"]
+    by_mrn = pd.Series(mrns).groupby(pd.Series(mrns)).apply(lambda s: set(pseudonyms[s.index]))
+    assert all(len(p) == 1 for p in by_mrn) and len({next(iter(p)) for p in by_mrn}) == len(by_mrn)
+    assert not manifest.astype(str).apply(lambda col: col.str.contains("MRN")).any().any()
+    assert manifest.loc[manifest["split"] != "test"].groupby("patient_id")["split"].nunique().max() == 1
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    assert "carry no PatientID" not in caplog.text
+
+
+def test_dicom_films_without_a_patient_id_are_their_own_patients_and_say_so(dataset, tmp_path, caplog):
+    landing = tmp_path / "dicom"
+    as_dicom_dataset(dataset, landing, PatientID="")
+    with caplog.at_level("WARNING", logger="cxr"):
+        manifest, _ = data.build_manifest(landing, (".dcm",), 0.25, 1, 10_000_000)
+    assert manifest["patient_id"].nunique() == len(manifest)
+    assert f"{len(manifest)} DICOM film(s) carry no PatientID" in caplog.text
+
+
+def test_an_index_from_before_dicom_is_read_again_not_trusted(dataset, tmp_path, caplog):
+    _manifest(dataset, tmp_path)
+    index = tmp_path / "index.csv"
+    pd.read_csv(index).drop(columns="patient").to_csv(index, index=False)
+    with caplog.at_level("INFO", logger="cxr"):
+        _manifest(dataset, tmp_path)
+    assert "0 reused from the last ingest, 68 to read" in caplog.text
+    assert "patient" in pd.read_csv(index).columns
+
+
+def test_dicom_under_any_name_is_found_and_other_files_are_named_as_passed_over(dataset, caplog):
+    uid_named = dataset / "train" / "NORMAL" / "1.2.826.0.1.3680043.8.498.1"
+    uid_named.write_bytes(dicom_bytes(np.full((48, 48), 90, dtype=np.uint8), PatientID="MRN-7"))
+    (dataset / "train" / "NORMAL" / "notes.txt").write_text("not a film")
+    with caplog.at_level("WARNING", logger="cxr"):
+        found = {f.path for f in data.discover(dataset, (".jpeg", ".dcm"))}
+    assert "train/NORMAL/1.2.826.0.1.3680043.8.498.1" in found and "train/NORMAL/notes.txt" not in found
+    assert "passed over 1 file(s)" in caplog.text and "train/NORMAL/notes.txt" in caplog.text
+    # Without a DICOM suffix among the extensions, DICOM content is not looked for.
+    assert "train/NORMAL/1.2.826.0.1.3680043.8.498.1" not in {f.path for f in data.discover(dataset, (".jpeg",))}

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cxr_model.dicom import pseudonym
 from cxr_model.images import ImageError, inspect_file, load_for_model, open_image, resize_square, to_gray
+from tests.dicom_files import dicom_bytes
 
 
 def _png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
@@ -64,3 +66,12 @@ def test_load_for_model_gives_square_uint8(tmp_path):
     arr = load_for_model(path, 32, 1_000_000)
     assert arr.shape == (32, 32) and arr.dtype == np.uint8 and int(arr[5, 5]) == 10
     assert resize_square(arr, 32) is arr
+
+
+def test_inspect_reads_a_dicom_film_and_keeps_only_a_pseudonym_of_its_patient(tmp_path):
+    film = tmp_path / "1.2.3.dcm"
+    film.write_bytes(dicom_bytes(np.full((40, 56), 7, dtype=np.uint16), PatientID="MRN-0042"))
+    facts = inspect_file(film, 1_000_000)
+    assert (facts.mode, facts.width, facts.height, facts.error) == ("DICOM", 56, 40, "")
+    assert facts.patient == pseudonym("MRN-0042") != pseudonym("MRN-0043")
+    assert "MRN" not in repr(facts)

@@ -12,6 +12,7 @@ from cxr_model.stages.common import test_log
 from cxr_model.config import load_config
 from cxr_model.errors import ValidationFailed
 from tests.conftest import mlflow_client, write_params
+from tests.dicom_files import as_dicom_dataset
 
 
 def _client(cfg):
@@ -161,3 +162,17 @@ def test_retrain_decision_skips_only_the_champion_data_or_a_rejected_repeat(tmp_
     assert steps.retrain_decision(cfg, "data-b") == (
         False, "data unchanged since the champion (version 2) was trained")
     assert steps.retrain_decision(cfg, "data-c") == (True, "new data")
+
+
+def test_a_landing_folder_of_dicom_films_trains_and_evaluates(dataset, tmp_path):
+    """A site's own DICOM export (files named by UID) goes through the same steps as the JPEGs."""
+    landing = tmp_path / "dicom"
+    as_dicom_dataset(dataset, landing)
+    cfg = load_config(write_params(tmp_path / "dicom-project", landing))
+    for name in ("ingest", "validate", "profile", "train", "evaluate"):
+        steps.STEPS[name](cfg)
+    manifest = pd.read_csv(cfg.layout.manifest, dtype=str)
+    assert set(manifest["mode"]) == {"DICOM"} and manifest["patient_id"].str.startswith("dcm-").all()
+    assert json.loads(cfg.layout.validation_result.read_text())["success"]
+    metrics = json.loads(cfg.layout.metrics.read_text())
+    assert sum(metrics["test"][k] for k in ("tp", "fp", "tn", "fn")) == (manifest["split"] == "test").sum()

@@ -1,10 +1,12 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from cxr_model import data, validation
-from cxr_model.config import ValidateConfig
+from cxr_model.config import PredictConfig, ValidateConfig
+from tests.dicom_files import as_dicom_dataset, dicom_bytes
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def test_clean_data_passes_and_writes_result_and_data_docs(manifest, tmp_path):
     summary = validation.validate_manifest(manifest, _cfg(), tmp_path)
     assert summary["success"], validation.failure_message(summary)
     saved = json.loads((tmp_path / "result.json").read_text())
-    assert saved["success"] and len(saved["checks"]) == len(validation.rules(ValidateConfig(), films=False))
+    assert saved["success"] and len(saved["checks"]) == len(validation.rules(ValidateConfig(), films=False, headers=False))
     assert (tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
 
 
@@ -83,3 +85,29 @@ def test_image_facts_counts_patient_splits_only_across_train_and_val():
     })
     facts = validation.image_facts(frame)
     assert facts["patient_train_val_splits"].tolist() == [1, 1, 0]
+
+
+def test_dicom_headers_that_predict_would_refuse_stop_training(dataset, tmp_path):
+    landing = tmp_path / "dicom"
+    mrns = as_dicom_dataset(dataset, landing)
+    lateral, adult = sorted(mrns)[:2]
+    pixels = np.full((48, 48), 99, dtype=np.uint8)
+    (landing / lateral).write_bytes(dicom_bytes(pixels, PatientID="MRN-x", ViewPosition="LL"))
+    (landing / adult).write_bytes(dicom_bytes(pixels, PatientID="MRN-y", PatientAge="045Y"))
+    manifest = data.build_manifest(landing, (".dcm",), 0.25, 1, 10_000_000)[0]
+    headers = validation.header_problems(manifest, landing, PredictConfig())
+    assert (headers != "").sum() == 2
+    summary = validation.validate_manifest(manifest, _cfg(), tmp_path / "gx", headers=headers)
+    check = next(c for c in _failed(summary).values() if c["rule"].startswith("DICOM headers"))
+    assert check["severity"] == "critical" and check["unexpected_count"] == 2
+    assert any(lateral in e and "view position LL" in e for e in check["examples"])
+    assert any(adult in e and "patient age 045Y" in e for e in check["examples"])
+    # Turned off in params (an empty list, age 0), the same films pass.
+    lenient = PredictConfig(dicom_views=(), max_patient_age_years=0)
+    assert (validation.header_problems(manifest, landing, lenient) == "").all()
+
+
+def test_jpeg_films_have_no_header_problem(manifest, dataset, tmp_path):
+    headers = validation.header_problems(manifest, dataset, PredictConfig())
+    assert (headers == "").all()
+    assert validation.validate_manifest(manifest, _cfg(), tmp_path, headers=headers)["success"]
