@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cxr_model import evaluation
+from cxr_model import evaluation, film_stats
 
 
 def patient_keys(manifest: pd.DataFrame) -> pd.Series:
@@ -44,6 +44,19 @@ def champion_figures(y: np.ndarray, p: np.ndarray, threshold: float, patients: n
     return out
 
 
+def film_shift(training_films: dict | None, pixels: np.ndarray, y: np.ndarray) -> dict | None:
+    """How the arrived films (as the champion reads them) differ from its training films, per class
+    (film_stats): each Kolmogorov-Smirnov distance, and a line for each statistic that differs.
+    None when the champion's card holds no training-film reference, or nothing arrived."""
+    if not training_films or not len(pixels):
+        return None
+    shift = film_stats.compare(training_films, film_stats.film_statistics(pixels), y)
+    per_class = shift[shift["group"] != "all"] if (shift["group"] != "all").any() else shift
+    return {"ks": {g: dict(zip(rows["statistic"], rows["ks"])) for g, rows in shift.groupby("group")},
+            "differs": [f"{r.statistic} of {r.group} films (KS {r.ks:.2f})"
+                        for r in per_class[per_class["shifted"]].itertuples()]}
+
+
 def summary(figures: dict, version: str) -> str:
     """One line for the log, the flow's closing lines and the version's tag."""
     if not figures.get("films"):
@@ -51,6 +64,8 @@ def summary(figures: dict, version: str) -> str:
     m = figures["metrics"]
     shown = evaluation.describe(m, figures.get("ci95"), ("auc", "sensitivity", "specificity"))
     films, patients = figures["films"], figures["patients"]
+    differs = (figures.get("film_shift") or {}).get("differs")
+    unlike = f"; the films differ from its training films in {', '.join(differs)}" if differs else ""
     return (f"champion version {version} on the {films} film{'s' * (films != 1)} of {patients} "
             f"new patient{'s' * (patients != 1)} ({figures['pneumonia']} PNEUMONIA) since it was trained: "
-            f"{shown} at its threshold {m['threshold']:.3f}")
+            f"{shown} at its threshold {m['threshold']:.3f}{unlike}")

@@ -14,7 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from cxr_model import evaluation, plots
+from cxr_model import evaluation, film_stats, plots
 from cxr_model.config import Config
 from cxr_model.data import LABELS, patient_id, pneumonia_type
 from cxr_model.errors import DataError
@@ -159,6 +159,15 @@ def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict |
     return report
 
 
+def film_shift(scored: pd.DataFrame, training_films: dict | None) -> pd.DataFrame | None:
+    """How the cohort's films differ from the model's training films, per class (film_stats);
+    None when the model's card holds no training-film reference (registered before it did)."""
+    if not training_films:
+        return None
+    return film_stats.compare(training_films, scored[list(film_stats.STATISTICS)].reset_index(drop=True),
+                              scored["y"].to_numpy(int))
+
+
 def cohort_patients(scored: pd.DataFrame) -> list[str]:
     """Each film's patient: the site's film list where it names them (`listed_patient`), else the
     DICOM header's PatientID, else the patient the Kermany file names give, else the film itself."""
@@ -170,8 +179,10 @@ def cohort_patients(scored: pd.DataFrame) -> list[str]:
 
 
 def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path,
-                  name: str = "cohort") -> list[Path]:
-    """metrics.json, per-image predictions and the plots a reader looks at first."""
+                  name: str = "cohort", shift: pd.DataFrame | None = None,
+                  training_films: dict | None = None) -> list[Path]:
+    """metrics.json, per-image predictions and the plots a reader looks at first (with the films'
+    `film_shift` against the model's training films, when known)."""
     out.mkdir(parents=True, exist_ok=True)
     # Patient IDs never leave memory; the site's subgroup columns stay with the site's own list.
     results = results.drop(columns=[c for c in results.columns if c in IDENTIFIERS or c.startswith(SUBGROUP)])
@@ -188,6 +199,10 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
     ]
     if any(report.get("by_subgroup", {}).values()):
         paths.append(plots.subgroups(report["by_subgroup"], out / "subgroups.png", name))
+    if shift is not None and training_films:
+        shift.to_csv(out / "film_shift.csv", index=False)
+        stats = scored[list(film_stats.STATISTICS)].reset_index(drop=True)
+        paths += [out / "film_shift.csv", plots.film_shift(shift, training_films, stats, y, out / "film_shift.png", name)]
     return paths
 
 
@@ -219,8 +234,10 @@ def log_run(cfg: Config, report: dict, paths: list[Path], info: dict) -> str:
         tracking.log_metric_tree("cohort_at_0_5", report["at_0_5"])
         tracking.log_metric_tree("cohort_ci95", report["ci95"])
         tracking.log_metric_tree("cohort_at_threshold_ci95", report.get("at_threshold_ci95", {}))
+        shift = {f"cohort_shift_{row['group']}_{row['statistic']}_ks": row["ks"]
+                 for row in report.get("film_shift", [])}
         mlflow.log_metrics({"cohort_images": report["count"], "cohort_refused": info["refused"],
-                            **subgroup_metrics(report)})
+                            **subgroup_metrics(report), **shift})
         tracking.log_files(paths, "assessment")
     if info.get("version"):
         m = report["metrics"]

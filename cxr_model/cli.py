@@ -101,7 +101,8 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
             print(f"cxr assess: {len(unlisted)} entries of {args.film_list} name no film of the cohort, e.g. "
                   f"{', '.join(unlisted[:3])}", file=sys.stderr)
     predictor = _load_predictor(cfg, args.model, args.threshold)
-    results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, headers=True)
+    results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, headers=True,
+                                      statistics=True)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
     results = assessment.with_film_facts(results, listed)
     scored = results[results["error"].isna()]
@@ -110,8 +111,12 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     interval = predictor.card.get("threshold", {}).get("ci95") if args.threshold is None else None
     report = assessment.cohort_report(scored, predictor.threshold, interval)
     report["patients_from"] = assessment.patients_source(results, args.film_list)
+    training_films = predictor.card.get("training_films")
+    shift = assessment.film_shift(scored, training_films)
+    if shift is not None:
+        report["film_shift"] = shift.to_dict("records")
     out = Path(args.out) if args.out else cfg.layout.assessment_dir(cohort)
-    paths = assessment.write_outputs(report, results, scored, out, cohort)
+    paths = assessment.write_outputs(report, results, scored, out, cohort, shift, training_films)
     info = {"cohort": cohort, "path": str(folder.resolve()), "fingerprint": assessment.fingerprint(results),
             "source": predictor.source, "version": predictor.card.get("version"), "refused": refused}
     m, n_pos = report["metrics"], int(scored["y"].sum())
@@ -139,12 +144,34 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
                   + shown + auc)
     if predictor.card.get("test_metrics"):
         print(f"  the model on its own test split: {describe(predictor.card['test_metrics'])}")
+    _print_film_shift(shift, out)
     if not args.no_track:
         run_id = assessment.log_run(cfg, report, paths, info)
         print(f"MLflow run {run_id} (kind assessment)" + (f"; tagged on version {info['version']}"
                                                           if info["version"] else ""))
     print(f"Outputs: {out}")
     return 0
+
+
+def _print_film_shift(shift, out: Path) -> None:
+    """The cohort's films against the training films: each statistic that differs, or that none does."""
+    from cxr_model.film_stats import describe as describe_shift
+
+    if shift is None:
+        print("  the model's card holds no training-film statistics (registered before they were "
+              "recorded): the films cannot be compared with its training films")
+        return
+    groups = shift[shift["group"] != "all"] if (shift["group"] != "all").any() else shift
+    differing = groups[groups["shifted"]]
+    if differing.empty:
+        top = groups.loc[groups["ks"].idxmax()]
+        print(f"  films like the training films in brightness, contrast and fine detail (largest "
+              f"Kolmogorov-Smirnov distance {top['ks']:.2f}: {top['statistic']} of {top['group']} films)")
+    else:
+        print("  films unlike the training films (read the figures above with this in mind):")
+        for _, row in differing.iterrows():
+            print(f"    {describe_shift(row)}")
+    print(f"  (every statistic: {out / 'film_shift.csv'}, {out / 'film_shift.png'})")
 
 
 def card(cfg: Config, args: argparse.Namespace) -> int:

@@ -47,6 +47,10 @@ class Layout:
     def profile_dir(self) -> Path:
         return self.root / "profile"
 
+    @property
+    def film_stats(self) -> Path:
+        return self.profile_dir / "film_stats.csv"
+
     # retrain --serve without PREFECT_API_URL starts a Prefect server of its own
     @property
     def prefect_server_log(self) -> Path:

@@ -181,6 +181,7 @@ def render_markdown(card: dict) -> str:
         f"validation split {data['validation_split']}.",
         *count_lines,
         "",
+        *_film_lines(card.get("training_films") or {}),
         "## Model",
         ", ".join(f"{k} {v}" for k, v in card["model_details"].items()),
         "",
@@ -208,6 +209,24 @@ def render_markdown(card: dict) -> str:
         ", ".join(f"{k} {v}" for k, v in card["software"].items()),
         "",
     ])
+
+
+def _film_lines(films: dict) -> list[str]:
+    """The training films' statistics (film_stats), median and quartiles per class: what a site's
+    own films are compared with by `cxr assess`."""
+    pct = films.get("percentiles") or {}
+    groups = [g for g in ("NORMAL", "PNEUMONIA") if g in (films.get("films") or {})]
+    if not pct or not groups:
+        return []
+    lines = ["Training films as the model reads them (median, quartiles; `cxr assess` compares a cohort's "
+             "films with these):", "", "| statistic | " + " | ".join(groups) + " |",
+             "| --- |" + " --- |" * len(groups)]
+    for name, per_group in pct.items():
+        fmt = "{:.3f}" if name == "detail" else "{:.1f}"
+        cells = [f"{fmt.format(per_group[g][50])} ({fmt.format(per_group[g][25])}–{fmt.format(per_group[g][75])})"
+                 for g in groups]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 MEASURED_TAGS = ("promotion.decision", "assessment.", "arrivals.")

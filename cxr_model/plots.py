@@ -161,18 +161,51 @@ def size_histograms(manifest: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def intensity_histograms(stats: pd.DataFrame, path: Path) -> Path:
-    """Per-image mean and standard deviation of pixel intensity, per split and class."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+def film_statistics(stats: pd.DataFrame, path: Path) -> Path:
+    """Each film's brightness, contrast and fine detail (film_stats), per split and class: a
+    split whose films sit apart from training's is read with that in mind."""
+    from cxr_model.film_stats import STATISTICS
+
+    fig, axes = plt.subplots(1, len(STATISTICS), figsize=(5 * len(STATISTICS), 3.6))
     for split, label, part in _split_label_groups(stats):
-        kw = {"histtype": "step", "bins": 40, "density": True, "label": f"{split}/{label}"}
-        axes[0].hist(part["mean_intensity"], **kw)
-        axes[1].hist(part["std_intensity"], **kw)
-    axes[0].set_title("mean intensity per image (0-255)", fontsize=10)
-    axes[1].set_title("intensity spread (std) per image", fontsize=10)
-    for ax in axes:
+        for ax, name in zip(axes, STATISTICS):
+            ax.hist(part[name], histtype="step", bins=40, density=True, label=f"{split}/{label}")
+    for ax, name in zip(axes, STATISTICS):
+        ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def film_shift(shift: pd.DataFrame, ref: dict, stats: pd.DataFrame, y: np.ndarray, path: Path,
+               cohort: str = "cohort") -> Path:
+    """The cohort's cumulative share of films against the training films', per statistic and class:
+    the Kolmogorov-Smirnov distance is the largest vertical gap between a pair of lines."""
+    from cxr_model.film_stats import PERCENTILES, STATISTICS
+
+    fig, axes = plt.subplots(1, len(STATISTICS), figsize=(5 * len(STATISTICS), 3.8))
+    colours = {"NORMAL": "tab:blue", "PNEUMONIA": "tab:red", "all": "black"}
+    groups = [g for g in ("NORMAL", "PNEUMONIA") if g in set(shift["group"])] or ["all"]
+    for ax, name in zip(axes, STATISTICS):
+        spans = []
+        for group in groups:
+            pct = ref["percentiles"][name].get(group)
+            rows = shift[(shift["statistic"] == name) & (shift["group"] == group)]
+            if pct is None or rows.empty:
+                continue
+            mask = np.ones(len(stats), dtype=bool) if group == "all" else y == ("NORMAL", "PNEUMONIA").index(group)
+            values = np.sort(stats[name].to_numpy(float)[mask])
+            ax.plot(pct, PERCENTILES / 100, color=colours[group], label=f"training {group}")
+            ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post", linestyle="--",
+                    color=colours[group], label=f"{cohort} {group} (KS {rows['ks'].iloc[0]:.2f})")
+            spans.append((min(pct[1], values[0]), max(pct[99], values[-1])))
+        if spans:  # the tails of a few odd films would squeeze the curves
+            ax.set_xlim(min(a for a, _ in spans), max(b for _, b in spans))
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel("share of films at or below")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{cohort} against the model's training films", fontsize=11)
     return _save(fig, path)
 
 

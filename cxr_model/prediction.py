@@ -19,6 +19,7 @@ from cxr_model import images
 from cxr_model.config import PredictConfig
 from cxr_model.data import LABELS
 from cxr_model.dicom import is_dicom_file
+from cxr_model.film_stats import film_statistics
 from cxr_model.images import ImageError
 from cxr_model.plausibility import implausibility
 
@@ -145,10 +146,11 @@ class Predictor:
         return self.score(self.prepare_many(payloads))
 
     def predict_files(self, paths: list[Path], out_dir: Path | None = None, gradcam: bool = True,
-                      progress: bool = True, headers: bool = False) -> pd.DataFrame:
+                      progress: bool = True, headers: bool = False, statistics: bool = False) -> pd.DataFrame:
         """Score files in batches; write Grad-CAM overlays when out_dir is given; with `headers`,
         columns `patient` and `scanner` hold each DICOM film's PatientID and scanner (empty for
-        other files): for grouping in memory, the patient to be dropped before anything is written."""
+        other files): for grouping in memory, the patient to be dropped before anything is written;
+        with `statistics`, each scored film's film_stats columns (brightness, contrast, detail)."""
         from tqdm import tqdm
 
         from cxr_model.gradcam import GradCam, save_overlay
@@ -171,6 +173,12 @@ class Predictor:
                 frame["patient"] = [p.patient for p in prepared]
                 frame["scanner"] = [p.scanner for p in prepared]
             ok = [i for i, p in enumerate(prepared) if p.x is not None]
+            if statistics:
+                stats = film_statistics(np.stack([prepared[i].x for i in ok]) if ok else
+                                        np.zeros((0, self.image_size, self.image_size), np.uint8))
+                for name in stats.columns:
+                    frame[name] = np.nan
+                    frame.loc[ok, name] = stats[name].to_numpy()
             if cam is not None and ok:
                 maps = cam.heatmaps(np.stack([prepared[i].x for i in ok])[..., None].astype(np.float32))
                 for i, heat in zip(ok, maps):

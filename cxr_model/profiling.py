@@ -1,4 +1,4 @@
-"""Profile of the data per split and class: counts, sizes, intensities, samples, duplicates."""
+"""Profile of the data per split and class: counts, sizes, film statistics, samples, duplicates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_model import plots
+from cxr_model import film_stats, plots
 from cxr_model.data import LABELS, SPLITS, pneumonia_type
 
 
@@ -42,14 +42,11 @@ def duplicate_groups(duplicates: pd.DataFrame) -> pd.DataFrame:
     return groups[columns].sort_values(["files", "kept_path"], ascending=[False, True]).reset_index(drop=True)
 
 
-def intensity_stats(manifest: pd.DataFrame, pixels: np.ndarray) -> pd.DataFrame:
-    """Mean and spread of each image's pixels (on the decoded, resized arrays)."""
-    flat = pixels.reshape(len(pixels), -1).astype(np.float32)
-    return pd.DataFrame({
-        "path": manifest["path"].to_numpy(), "split": manifest["split"].to_numpy(),
-        "label": manifest["label"].to_numpy(),
-        "mean_intensity": flat.mean(axis=1).round(2), "std_intensity": flat.std(axis=1).round(2),
-    })
+def film_table(manifest: pd.DataFrame, pixels: np.ndarray) -> pd.DataFrame:
+    """Each film's brightness, contrast and fine detail as the model reads it (film_stats), with
+    its split and label: the table the registered model's training-film reference is taken from."""
+    return pd.concat([manifest[["path", "split", "label"]].reset_index(drop=True),
+                      film_stats.film_statistics(pixels).round(5)], axis=1)
 
 
 def write_profile(
@@ -71,9 +68,9 @@ def write_profile(
     plots.size_histograms(manifest, files["sizes"])
     duplicate_groups(duplicates).to_csv(files["duplicates_csv"], index=False)
     if pixels is not None and len(pixels):
-        stats = intensity_stats(manifest, pixels)
-        files["intensity_csv"] = out_dir / "intensity.csv"
-        stats.to_csv(files["intensity_csv"], index=False)
-        files["intensity"] = plots.intensity_histograms(stats, out_dir / "intensity.png")
+        stats = film_table(manifest, pixels)
+        files["film_stats_csv"] = out_dir / "film_stats.csv"
+        stats.to_csv(files["film_stats_csv"], index=False)
+        files["film_stats"] = plots.film_statistics(stats, out_dir / "film_stats.png")
         files["samples"] = plots.sample_grid(manifest, pixels, out_dir / "samples.png", seed=seed)
     return files

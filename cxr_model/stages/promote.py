@@ -84,7 +84,9 @@ def champion_on_arrivals(client: MlflowClient, name: str, champion_version: str,
     if seen is None:
         return None
     new, left_out = arrivals.new_films(films, seen)
-    p = predictor.probabilities(pixels[new.index.to_numpy()])
+    arrived = pixels[new.index.to_numpy()]
+    p = predictor.probabilities(arrived)
     y = (new["label"] == data.LABELS[1]).to_numpy(dtype=int)
     return {**arrivals.champion_figures(y, p, predictor.threshold, arrivals.patient_keys(new).to_numpy()),
-            "films_of_known_patients": left_out}
+            "films_of_known_patients": left_out,
+            "film_shift": arrivals.film_shift(predictor.card.get("training_films"), arrived, y)}

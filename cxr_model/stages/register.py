@@ -22,7 +22,7 @@ def register(cfg: Config) -> dict:
     """One MLflow run with params, per-epoch metrics, test metrics, plots and the model version."""
     import mlflow
 
-    from cxr_model import model_card, registry, tracking
+    from cxr_model import film_stats, model_card, registry, tracking
     from cxr_model.model import keras
     from cxr_model.prediction import Predictor, borderline_band
 
@@ -70,6 +70,9 @@ def register(cfg: Config) -> dict:
                       "input": f"grayscale {cfg.preprocess.image_size}x{cfg.preprocess.image_size}, 0-255"}
         card = model_card.build_card(cfg.mlflow.registered_model, ingest_summary, train_summary, metrics,
                                      model_info, tags["git_commit"], run.info.run_id)
+        # What `cxr assess` compares a cohort's films with (film_stats); absent without a profile.
+        if lay.film_stats.is_file():
+            card["training_films"] = film_stats.training_reference(pd.read_csv(lay.film_stats))
         model_uri, version = registry.log_and_register(
             lay.model, predictor, sample_files(cfg, 2), card, lay.register_dir / "model",
             cfg.mlflow.registered_model, {**tags, "run_id": run.info.run_id},

@@ -54,3 +54,25 @@ def test_the_champions_figures_on_arrivals_redraw_patients_and_say_what_one_clas
     none = arrivals.champion_figures(np.zeros(0, int), np.zeros(0), 0.5, np.zeros(0))
     assert none == {"films": 0, "patients": 0, "pneumonia": 0}
     assert arrivals.summary(none, "3") == "champion version 3: no films of new patients since it was trained"
+
+
+def test_arrived_films_unlike_the_champions_training_films_are_named_in_its_line():
+    from cxr_model import film_stats
+
+    rng = np.random.default_rng(1)
+    training = np.clip(rng.normal(120, 40, (400, 32, 32)), 0, 255).astype(np.uint8)
+    y_train = np.repeat([0, 1], 200)
+    ref = film_stats.reference(film_stats.film_statistics(training), y_train)
+    y = np.repeat([0, 1], 200)
+    darker_normals = np.clip(rng.normal(120, 40, (400, 32, 32)) - 60 * (y == 0)[:, None, None], 0, 255).astype(np.uint8)
+    shift = arrivals.film_shift(ref, darker_normals, y)
+    assert "brightness of NORMAL films" in " ".join(shift["differs"])
+    assert not any("PNEUMONIA" in d for d in shift["differs"])
+    assert shift["ks"]["NORMAL"]["brightness"] == pytest.approx(1.0) and set(shift["ks"]) == {"all", "NORMAL", "PNEUMONIA"}
+    figures = {**arrivals.champion_figures(y, np.full(400, 0.4), 0.5, np.arange(400)), "film_shift": shift}
+    assert shift["differs"][0] == f"brightness of NORMAL films (KS {shift['ks']['NORMAL']['brightness']:.2f})"
+    assert arrivals.summary(figures, "3").endswith(
+        "; the films differ from its training films in " + ", ".join(shift["differs"]))
+    # A champion registered before the reference existed, or nothing arrived: nothing to say.
+    assert arrivals.film_shift(None, darker_normals, y) is None
+    assert arrivals.film_shift(ref, darker_normals[:0], y[:0]) is None

@@ -10,9 +10,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from cxr_model import cli, preprocess, serving, steps
+from cxr_model import cli, film_stats, preprocess, serving, steps
 from cxr_model.config import load_config
 from cxr_model.data import read_manifest
 from tests.conftest import make_dataset, synthetic_xray, write_params
@@ -237,6 +237,12 @@ def test_model_card_travels_with_the_version(project, capsys):
     assert card["validation_auc_aspect_jittered"] == metrics["val_aspect_jitter_auc"]
     assert f"(the squash of the sources scrambled): {metrics['val_aspect_jitter_auc']:.4f}" in md
     assert card["calibration"]["test"]["brier"] == pytest.approx(metrics["calibration"]["test"]["brier"])
+    # The training films' statistics, from the profile's table of the training split.
+    films = pd.read_csv(cfg.layout.film_stats).query("split == 'train'")
+    assert card["training_films"]["films"]["all"] == len(films)
+    normal = films.loc[films["label"] == "NORMAL", "detail"]
+    assert card["training_films"]["percentiles"]["detail"]["NORMAL"][50] == pytest.approx(normal.median(), rel=1e-3)
+    assert f"| detail | {normal.median():.3f} (" in md
     assert f"Brier score {metrics['calibration']['test']['brier']:.3f}" in md
     assert card["sensitivity_by_type"] == metrics["by_type"]["test"] and "| virus |" in md
     ci = metrics["threshold"]["ci95"]
@@ -284,6 +290,14 @@ def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(pr
     assert run.data.tags["cxr.model_version"] == str(champion.version)
     assert run.data.metrics["cohort_auc"] == pytest.approx(report["metrics"]["auc"])
     assert run.data.metrics["cohort_refused"] == 1
+    # The films against the training films: each statistic that differs is printed, with its figures.
+    shift = pd.read_csv(out / "film_shift.csv")
+    assert set(shift["group"]) == {"all", "NORMAL", "PNEUMONIA"} and len(shift) == 9
+    for _, row in shift[shift["group"] != "all"].iterrows():
+        assert (f"    {film_stats.describe(row)}" in printed) == bool(row["shifted"])
+    assert f"(every statistic: {out / 'film_shift.csv'}" in printed
+    assert run.data.metrics["cohort_shift_NORMAL_detail_ks"] == pytest.approx(
+        shift.query("group == 'NORMAL' and statistic == 'detail'")["ks"].iloc[0])
     # The card, read later, says what has been measured of the version since it was written.
     assert cli.main(["--params", str(params), "card"]) == 0
     shown = capsys.readouterr().out
@@ -292,3 +306,24 @@ def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(pr
     assert cli.main(["--params", str(params), "card", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["measured_since_registration"]["assessment.site-b"] == \
         champion.tags["assessment.site-b"]
+
+
+def test_assess_says_when_the_cohorts_films_are_unlike_the_training_films(project, tmp_path, capsys):
+    cfg, params = project
+    cohort = tmp_path / "smooth-site"
+    shutil.copytree(cfg.data_source / "test", cohort)
+    for film in (cohort / "NORMAL").iterdir():  # another site's softer NORMAL films
+        Image.open(film).filter(ImageFilter.GaussianBlur(2)).save(film)
+    out = tmp_path / "assessed"
+    assert cli.main(["--params", str(params), "assess", str(cohort), "--out", str(out), "--no-track"]) == 0
+    printed = capsys.readouterr().out
+    shift = pd.read_csv(out / "film_shift.csv").set_index(["statistic", "group"])
+    assert shift.loc[("detail", "NORMAL"), "shifted"] and not shift.loc[("detail", "PNEUMONIA"), "shifted"]
+    assert shift.loc[("detail", "NORMAL"), "cohort_median"] < shift.loc[("detail", "NORMAL"), "training_q1"]
+    assert "films unlike the training films" in printed and "    detail of NORMAL films: cohort " in printed
+    assert json.loads((out / "metrics.json").read_text())["film_shift"]
+    assert (out / "film_shift.png").read_bytes()[:4] == b"\x89PNG"
+    per_film = pd.read_csv(out / "predictions.csv")
+    smooth = per_film["path"].str.contains("/NORMAL/")
+    assert per_film.loc[smooth, "detail"].max() < per_film.loc[~smooth, "detail"].median() * 2
+    assert per_film[["brightness", "contrast", "detail"]].notna().all().all()

@@ -35,8 +35,9 @@ def test_profile_writes_tables_and_charts(dataset, tmp_path):
     manifest, duplicates = data.build_manifest(dataset, (".jpeg",), 0.25, 1, 10_000_000)
     pixels = preprocess.decoded_pixels(manifest, dataset, 32, 10_000_000, tmp_path / "cache")
     files = profiling.write_profile(manifest, duplicates, pixels, tmp_path / "profile")
-    for key in ("chart", "sizes", "intensity", "samples"):
+    for key in ("chart", "sizes", "film_stats", "samples"):
         assert files[key].read_bytes()[:8] == PNG, key
     assert "| test" in files["counts_md"].read_text()
-    stats = pd.read_csv(files["intensity_csv"])
-    assert len(stats) == len(manifest) and stats["mean_intensity"].between(0, 255).all()
+    stats = pd.read_csv(files["film_stats_csv"])
+    assert len(stats) == len(manifest) and stats["brightness"].between(0, 255).all()
+    assert stats["path"].tolist() == manifest["path"].tolist() and stats["detail"].between(0, 1).all()

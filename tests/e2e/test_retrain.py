@@ -95,6 +95,11 @@ def test_unchanged_data_is_a_quick_no_op_and_new_data_retrains(project):
         .startswith(f"champion version {old} on the 1 film")
     run = client.get_run(client.get_model_version(cfg.mlflow.registered_model, promo["version"]).run_id)
     assert run.data.metrics["champion_on_arrivals_films"] == 1 and run.info.status == "FINISHED"
+    # ... and the film is set against the champion's training films (one NORMAL film: no class differs
+    # for certain, but each distance is logged).
+    assert set(arrived["film_shift"]["ks"]) == {"all", "NORMAL"}
+    assert run.data.metrics["champion_on_arrivals_film_shift_ks_NORMAL_detail"] == \
+        pytest.approx(arrived["film_shift"]["ks"]["NORMAL"]["detail"])
 
 
 def test_sigkill_mid_epoch_leaves_the_champion_and_the_next_run_completes(project):

@@ -1,0 +1,136 @@
+"""How a cohort's films differ from the films a model was trained on, in the respects that moved
+its scores: the test split's NORMAL films that the default over-calls carry less fine detail
+than the training films (benchmarks/results.md, "Where the specificity goes"), and exposure was
+a shortcut probe. A site reads these before trusting a specificity; the model card carries the
+training films' distributions to compare with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cxr_model.data import LABELS
+
+STATISTICS = {
+    "brightness": "mean intensity of the film as the model reads it (0-255)",
+    "contrast": "standard deviation of its intensities",
+    "detail": "share of its spectral energy at 16 or more cycles per film (fine detail; a smoother, "
+              "blurrier or more compressed film has less)",
+}
+DETAIL_CYCLES = 16
+PERCENTILES = np.arange(101)
+GROUPS = ("all", *LABELS)
+
+
+def fine_detail(films: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Per film (n, s, s), the share of its spectral energy (mean removed) at DETAIL_CYCLES or
+    more cycles per film; measured on the films at the model's input size."""
+    from scipy import fft
+
+    n, h, w = films.shape
+    fy = np.abs(fft.fftfreq(h) * h)[:, None]
+    fx = fft.rfftfreq(w) * w
+    weight = np.full(len(fx), 2.0, dtype=np.float32)  # a half spectrum: interior columns stand for two
+    weight[0] = 1.0
+    if w % 2 == 0:
+        weight[-1] = 1.0
+    high = ((np.hypot(fy, fx[None, :]) >= DETAIL_CYCLES) * weight).astype(np.float32)
+    out = np.empty(n)
+    for start in range(0, n, chunk):
+        a = films[start:start + chunk].astype(np.float32)
+        power = np.abs(fft.rfft2(a - a.mean(axis=(1, 2), keepdims=True), workers=-1)) ** 2
+        total = (power * weight).sum(axis=(1, 2))
+        out[start:start + chunk] = (power * high).sum(axis=(1, 2)) / np.where(total > 0, total, 1.0)
+    return out
+
+
+def film_statistics(films: np.ndarray) -> pd.DataFrame:
+    """One row per film (n, s, s uint8, as the model reads them)."""
+    flat = films.reshape(len(films), -1).astype(np.float32)
+    return pd.DataFrame({"brightness": flat.mean(axis=1), "contrast": flat.std(axis=1),
+                         "detail": fine_detail(films)})
+
+
+def _groups(y: np.ndarray | None, n: int) -> dict[str, np.ndarray]:
+    masks = {"all": np.ones(n, dtype=bool)}
+    if y is not None:
+        masks.update({label: np.asarray(y) == i for i, label in enumerate(LABELS)})
+    return {g: m for g, m in masks.items() if m.any()}
+
+
+def reference(stats: pd.DataFrame, y: np.ndarray) -> dict:
+    """The training films' percentiles (0-100) of every statistic, overall and per class: small
+    enough for the model card, fine enough to compare a cohort with."""
+    groups = _groups(y, len(stats))
+    return {
+        "definitions": {**STATISTICS, "detail_cycles": DETAIL_CYCLES},
+        "films": {g: int(m.sum()) for g, m in groups.items()},
+        "percentiles": {s: {g: [float(f"{v:.5g}") for v in np.percentile(stats[s].to_numpy()[m], PERCENTILES)]
+                            for g, m in groups.items()} for s in STATISTICS},
+    }
+
+
+def training_reference(table: pd.DataFrame) -> dict:
+    """The reference of the training split's films, from the profile's film table."""
+    train = table[table["split"] == "train"].reset_index(drop=True)
+    return reference(train, (train["label"] == LABELS[1]).to_numpy(int))
+
+
+def compare(ref: dict, stats: pd.DataFrame, y: np.ndarray | None = None) -> pd.DataFrame:
+    """Per statistic and group (all; each class when labels are given): the training films' and
+    the cohort's median and quartiles, and the Kolmogorov-Smirnov distance between the two (the
+    largest gap between their cumulative shares; the training side read from its percentiles).
+    `shifted`: the distance exceeds both its 5 % critical value for this many films and 0.1, a
+    tenth of the films displaced (a large cohort makes any difference significant)."""
+    rows = []
+    for group, mask in _groups(y, len(stats)).items():
+        for name in STATISTICS:
+            pct = ref.get("percentiles", {}).get(name, {}).get(group)
+            values = np.sort(stats[name].to_numpy(float)[mask])
+            values = values[np.isfinite(values)]
+            if pct is None or not len(values):
+                continue
+            pct = np.asarray(pct, dtype=float)
+            n = len(values)
+            ks = ks_distance(values, pct)
+            critical = 1.36 / np.sqrt(n)
+            q = np.percentile(values, [25, 50, 75])
+            rows.append({"statistic": name, "group": group, "films": n,
+                         "training_median": pct[50], "training_q1": pct[25], "training_q3": pct[75],
+                         "cohort_median": q[1], "cohort_q1": q[0], "cohort_q3": q[2],
+                         "ks": ks, "ks_critical": float(critical), "shifted": bool(ks > max(critical, 0.1))})
+    return pd.DataFrame(rows, columns=["statistic", "group", "films", "training_median", "training_q1",
+                                       "training_q3", "cohort_median", "cohort_q1", "cohort_q3", "ks",
+                                       "ks_critical", "shifted"])
+
+
+def _training_cdf(x: np.ndarray, pct: np.ndarray, side: str) -> np.ndarray:
+    """Share of training films at or below x ("right"), or below x ("left"), read from the
+    percentiles: linear between them, a step where several percentiles tie (a repeated value)."""
+    shares = PERCENTILES / 100.0
+    j = np.searchsorted(pct, x, side=side) - 1
+    inside = (j >= 0) & (j < len(pct) - 1)
+    k = np.clip(j, 0, len(pct) - 2)
+    lo, hi = pct[k], pct[k + 1]
+    step = np.where(hi > lo, (x - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    cdf = shares[k] + np.clip(step, 0.0, 1.0) * (shares[k + 1] - shares[k])
+    return np.where(j < 0, 0.0, np.where(inside, cdf, 1.0))
+
+
+def ks_distance(values: np.ndarray, pct: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance between sorted cohort values and the training percentiles,
+    checked on both sides of every point where either distribution steps."""
+    grid = np.union1d(values, pct)
+    n = len(values)
+    right = np.abs(np.searchsorted(values, grid, "right") / n - _training_cdf(grid, pct, "right"))
+    left = np.abs(np.searchsorted(values, grid, "left") / n - _training_cdf(grid, pct, "left"))
+    return float(max(right.max(), left.max()))
+
+
+def describe(row: pd.Series) -> str:
+    """One line for a statistic of one group: where the cohort sits against training."""
+    fmt = "{:.3f}" if row["statistic"] == "detail" else "{:.1f}"
+    span = lambda a, b, c: f"{fmt.format(a)} ({fmt.format(b)}-{fmt.format(c)})"  # noqa: E731
+    return (f"{row['statistic']} of {row['group']} films: cohort {span(row['cohort_median'], row['cohort_q1'], row['cohort_q3'])}"
+            f" vs training {span(row['training_median'], row['training_q1'], row['training_q3'])} (median, "
+            f"quartiles), Kolmogorov-Smirnov distance {row['ks']:.2f}")
