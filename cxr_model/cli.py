@@ -156,12 +156,13 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
 def _print_film_shift(shift, out: Path) -> None:
     """The cohort's films against the training films: each statistic that differs, or that none does."""
     from cxr_model.film_stats import describe as describe_shift
+    from cxr_model.film_stats import per_class
 
     if shift is None:
         print("  the model's card holds no training-film statistics (registered before they were "
               "recorded): the films cannot be compared with its training films")
         return
-    groups = shift[shift["group"] != "all"] if (shift["group"] != "all").any() else shift
+    groups = per_class(shift)
     differing = groups[groups["shifted"]]
     if differing.empty:
         top = groups.loc[groups["ks"].idxmax()]

@@ -104,6 +104,13 @@ def compare(ref: dict, stats: pd.DataFrame, y: np.ndarray | None = None) -> pd.D
                                        "ks_critical", "shifted"])
 
 
+def per_class(shift: pd.DataFrame) -> pd.DataFrame:
+    """The rows to read: each class's, when the cohort was labelled (a whole cohort's mix of classes
+    moves its "all" rows by itself), else the whole cohort's."""
+    by_class = shift["group"] != "all"
+    return shift[by_class] if by_class.any() else shift
+
+
 def _training_cdf(x: np.ndarray, pct: np.ndarray, side: str) -> np.ndarray:
     """Share of training films at or below x ("right"), or below x ("left"), read from the
     percentiles: linear between them, a step where several percentiles tie (a repeated value)."""

@@ -18,7 +18,7 @@ import pandas as pd
 from cxr_model import images
 from cxr_model.config import PredictConfig
 from cxr_model.data import LABELS
-from cxr_model.dicom import is_dicom_file
+from cxr_model.dicom import DICOM_SUFFIXES, is_dicom_file
 from cxr_model.film_stats import film_statistics
 from cxr_model.images import ImageError
 from cxr_model.plausibility import implausibility
@@ -26,7 +26,7 @@ from cxr_model.plausibility import implausibility
 log = logging.getLogger("cxr.prediction")
 
 SETTINGS_FILE = "settings.json"
-FILE_TYPES = (".jpeg", ".jpg", ".png", ".dcm", ".dicom")
+FILE_TYPES = (".jpeg", ".jpg", ".png", *DICOM_SUFFIXES)
 
 
 @dataclass
