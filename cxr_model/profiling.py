@@ -49,6 +49,20 @@ def film_table(manifest: pd.DataFrame, pixels: np.ndarray) -> pd.DataFrame:
                       film_stats.film_statistics(pixels).round(5)], axis=1)
 
 
+def split_shift(table: pd.DataFrame) -> pd.DataFrame:
+    """The validation and test films against the training films, per class (film_stats.compare,
+    with a `split` column): test figures measured on films unlike the training films measure
+    how the model transfers, and the reader should know."""
+    ref = film_stats.training_reference(table)
+    frames = []
+    for split in ("val", "test"):
+        part = table[table["split"] == split].reset_index(drop=True)
+        if len(part):
+            y = (part["label"] == LABELS[1]).to_numpy(int)
+            frames.append(film_stats.compare(ref, part, y).assign(split=split))
+    return pd.concat(frames, ignore_index=True) if frames else film_stats.compare(ref, table.iloc[:0]).assign(split="")
+
+
 def write_profile(
     manifest: pd.DataFrame, duplicates: pd.DataFrame, pixels: np.ndarray | None, out_dir: Path, seed: int = 0
 ) -> dict[str, Path]:
@@ -72,5 +86,8 @@ def write_profile(
         files["film_stats_csv"] = out_dir / "film_stats.csv"
         stats.to_csv(files["film_stats_csv"], index=False)
         files["film_stats"] = plots.film_statistics(stats, out_dir / "film_stats.png")
+        if (stats["split"] == "train").any():
+            files["split_shift_csv"] = out_dir / "split_shift.csv"
+            split_shift(stats).to_csv(files["split_shift_csv"], index=False)
         files["samples"] = plots.sample_grid(manifest, pixels, out_dir / "samples.png", seed=seed)
     return files

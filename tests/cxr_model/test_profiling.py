@@ -41,3 +41,28 @@ def test_profile_writes_tables_and_charts(dataset, tmp_path):
     stats = pd.read_csv(files["film_stats_csv"])
     assert len(stats) == len(manifest) and stats["brightness"].between(0, 255).all()
     assert stats["path"].tolist() == manifest["path"].tolist() and stats["detail"].between(0, 1).all()
+
+
+def test_the_test_splits_smoother_normal_films_are_set_apart_from_the_training_films(tmp_path, caplog):
+    from PIL import Image, ImageFilter
+
+    from cxr_model import steps
+    from cxr_model.config import load_config
+    from tests.conftest import make_dataset, write_params
+
+    landing = make_dataset(tmp_path / "landing", normal_patients=30, pneumonia_patients=30, test_patients=15)
+    for film in (landing / "test" / "NORMAL").iterdir():  # another scanner's softer NORMAL films
+        Image.open(film).filter(ImageFilter.GaussianBlur(2)).save(film, quality=95)
+    cfg = load_config(write_params(tmp_path / "project", landing, preprocess={"image_size": 48}))
+    for name in ("ingest", "validate"):
+        steps.STEPS[name](cfg)
+    with caplog.at_level("WARNING", logger="cxr"):
+        steps.STEPS["profile"](cfg)
+    shift = pd.read_csv(cfg.layout.profile_dir / "split_shift.csv").set_index(["split", "group", "statistic"])
+    blurred = shift.loc[("test", "NORMAL", "detail")]
+    assert blurred["shifted"] and blurred["ks"] > 0.8 and blurred["cohort_median"] < blurred["training_q1"]
+    # The films left alone sit far closer to their training films (small synthetic samples: not zero).
+    assert shift.loc[("test", "PNEUMONIA", "detail"), "ks"] < 0.5 and shift.loc[("val", "NORMAL", "detail"), "ks"] < 0.5
+    assert (f"the test split's NORMAL films differ from the training films in detail (Kolmogorov-Smirnov "
+            f"distance {blurred['ks']:.2f}; split_shift.csv)") in caplog.text
+    assert set(shift.index.get_level_values("split")) == {"val", "test"}
