@@ -25,6 +25,11 @@ LIMITATIONS = [
     "The validation split comes from the same hospital and shares its way of taking films, so "
     "validation metrics overstate performance on new cohorts; the test metrics of this card are the "
     "honest estimate, with bootstrap 95 % intervals.",
+    "NORMAL films with less fine detail than the training films (softer, more compressed or "
+    "downsampled) are over-called: on the test split's smoother NORMAL file series the default "
+    "configuration called about three in four normal (seven seeds), against 97 % of the other series. "
+    "`cxr assess` says whether a site's films differ from the training films in fine detail, "
+    "brightness or contrast.",
     "Separates NORMAL from PNEUMONIA only (bacterial and viral together); other findings are not detected.",
     "Images are squashed to a square without keeping the aspect ratio, as the training data was. How "
     "squashed a film looks differed between the training classes; training stretches films at random "
