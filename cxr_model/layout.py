@@ -51,6 +51,10 @@ class Layout:
     def film_stats(self) -> Path:
         return self.profile_dir / "film_stats.csv"
 
+    @property
+    def split_shift(self) -> Path:
+        return self.profile_dir / "split_shift.csv"
+
     # retrain --serve without PREFECT_API_URL starts a Prefect server of its own
     @property
     def prefect_server_log(self) -> Path:

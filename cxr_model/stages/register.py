@@ -61,6 +61,10 @@ def register(cfg: Config) -> dict:
         tracking.log_files([lay.validation_result, lay.closest_pairs, lay.closest_pairs_png,
                             lay.validation_dir / "gx" / "uncommitted" / "data_docs"], "validation")
         tracking.log_files([lay.profile_dir], "")
+        if lay.split_shift.is_file():  # how far validation and test films sit from training's, run to run
+            shift = pd.read_csv(lay.split_shift)
+            tracking.log_metric_tree("split_shift", {f"{r.split}_{r.group}_{r.statistic}_ks": r.ks
+                                                     for r in shift.itertuples()})
         tracking.log_files([lay.history, lay.training_curves, lay.train_summary], "training")
         tracking.log_files([lay.metrics, lay.predictions, *sorted(lay.evaluate_dir.glob("*.png"))], "evaluation")
         model = keras.models.load_model(lay.model, compile=False)

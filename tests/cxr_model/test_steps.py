@@ -48,6 +48,9 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg, caplog):
     run = client.get_run(reg["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "1"
+    shift = pd.read_csv(lay.split_shift).set_index(["split", "group", "statistic"])["ks"]
+    assert run.data.metrics["split_shift_test_NORMAL_detail_ks"] == pytest.approx(shift[("test", "NORMAL", "detail")])
+    assert run.data.metrics["split_shift_val_all_brightness_ks"] == pytest.approx(shift[("val", "all", "brightness")])
     assert run.data.tags["cxr.dataset_fingerprint"] == json.loads(lay.ingest_summary.read_text())["fingerprint"]
     assert run.data.metrics["test_auc"] == pytest.approx(c["auc"])
     assert run.data.metrics["calibration_test_brier"] == pytest.approx(metrics["calibration"]["test"]["brier"])
