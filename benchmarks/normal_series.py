@@ -45,15 +45,11 @@ def series_figures(paths: list[str], y: np.ndarray, p: np.ndarray, threshold: fl
 
 
 def band_shares(film: np.ndarray, bands: tuple = BANDS) -> np.ndarray:
-    """Each band's share of a standardised film's spectral energy: fine detail lives in the high
-    bands, and a smoother film has less there."""
-    a = np.asarray(film, dtype=np.float64)
-    a = (a - a.mean()) / (a.std() + 1e-9)
-    power = np.abs(np.fft.fftshift(np.fft.fft2(a))) ** 2
-    h, w = a.shape
-    yy, xx = np.mgrid[-(h // 2):h - h // 2, -(w // 2):w - w // 2]
-    radius = np.hypot(yy, xx)
-    return np.array([power[(radius >= lo) & (radius < hi)].sum() for lo, hi in bands]) / power.sum()
+    """Each band's share of a film's spectral energy (film_stats.band_shares, for one film of any
+    size): fine detail lives in the high bands, and a smoother film has less there."""
+    from cxr_model.film_stats import band_shares as shares
+
+    return shares(np.asarray(film)[None], bands)[0]
 
 
 def spectrum(argv: list[str]) -> int:

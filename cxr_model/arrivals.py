@@ -51,10 +51,9 @@ def film_shift(training_films: dict | None, pixels: np.ndarray, y: np.ndarray) -
     if not training_films or not len(pixels):
         return None
     shift = film_stats.compare(training_films, film_stats.film_statistics(pixels), y)
-    per_class = film_stats.per_class(shift)
     return {"ks": {g: dict(zip(rows["statistic"], rows["ks"])) for g, rows in shift.groupby("group")},
             "differs": [f"{r.statistic} of {r.group} films (KS {r.ks:.2f})"
-                        for r in per_class[per_class["shifted"]].itertuples()]}
+                        for r in film_stats.differing(shift).itertuples()]}
 
 
 def summary(figures: dict, version: str) -> str:

@@ -179,10 +179,9 @@ def cohort_patients(scored: pd.DataFrame) -> list[str]:
 
 
 def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path,
-                  name: str = "cohort", shift: pd.DataFrame | None = None,
-                  training_films: dict | None = None) -> list[Path]:
-    """metrics.json, per-image predictions and the plots a reader looks at first (with the films'
-    `film_shift` against the model's training films, when known)."""
+                  name: str = "cohort", training_films: dict | None = None) -> list[Path]:
+    """metrics.json, per-image predictions and the plots a reader looks at first (with the
+    report's `film_shift` against the model's `training_films`, when known)."""
     out.mkdir(parents=True, exist_ok=True)
     # Patient IDs never leave memory; the site's subgroup columns stay with the site's own list.
     results = results.drop(columns=[c for c in results.columns if c in IDENTIFIERS or c.startswith(SUBGROUP)])
@@ -199,7 +198,8 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
     ]
     if any(report.get("by_subgroup", {}).values()):
         paths.append(plots.subgroups(report["by_subgroup"], out / "subgroups.png", name))
-    if shift is not None and training_films:
+    if report.get("film_shift") and training_films:
+        shift = pd.DataFrame(report["film_shift"])
         shift.to_csv(out / "film_shift.csv", index=False)
         stats = scored[list(film_stats.STATISTICS)].reset_index(drop=True)
         paths += [out / "film_shift.csv", plots.film_shift(shift, training_films, stats, y, out / "film_shift.png", name)]

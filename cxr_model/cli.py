@@ -116,7 +116,7 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     if shift is not None:
         report["film_shift"] = shift.to_dict("records")
     out = Path(args.out) if args.out else cfg.layout.assessment_dir(cohort)
-    paths = assessment.write_outputs(report, results, scored, out, cohort, shift, training_films)
+    paths = assessment.write_outputs(report, results, scored, out, cohort, training_films)
     info = {"cohort": cohort, "path": str(folder.resolve()), "fingerprint": assessment.fingerprint(results),
             "source": predictor.source, "version": predictor.card.get("version"), "refused": refused}
     m, n_pos = report["metrics"], int(scored["y"].sum())
@@ -155,23 +155,22 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
 
 def _print_film_shift(shift, out: Path) -> None:
     """The cohort's films against the training films: each statistic that differs, or that none does."""
-    from cxr_model.film_stats import describe as describe_shift
-    from cxr_model.film_stats import per_class
+    from cxr_model import film_stats
 
     if shift is None:
         print("  the model's card holds no training-film statistics (registered before they were "
               "recorded): the films cannot be compared with its training films")
         return
-    groups = per_class(shift)
-    differing = groups[groups["shifted"]]
+    differing = film_stats.differing(shift)
     if differing.empty:
+        groups = film_stats.per_class(shift)
         top = groups.loc[groups["ks"].idxmax()]
         print(f"  films like the training films in brightness, contrast and fine detail (largest "
               f"Kolmogorov-Smirnov distance {top['ks']:.2f}: {top['statistic']} of {top['group']} films)")
     else:
         print("  films unlike the training films (read the figures above with this in mind):")
         for _, row in differing.iterrows():
-            print(f"    {describe_shift(row)}")
+            print(f"    {film_stats.describe(row)}")
     print(f"  (every statistic: {out / 'film_shift.csv'}, {out / 'film_shift.png'})")
 
 

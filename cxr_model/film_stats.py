@@ -19,12 +19,12 @@ STATISTICS = {
 }
 DETAIL_CYCLES = 16
 PERCENTILES = np.arange(101)
-GROUPS = ("all", *LABELS)
 
 
-def fine_detail(films: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Per film (n, s, s), the share of its spectral energy (mean removed) at DETAIL_CYCLES or
-    more cycles per film; measured on the films at the model's input size."""
+def band_shares(films: np.ndarray, bands: tuple[tuple[float, float], ...], chunk: int = 256) -> np.ndarray:
+    """Per film (n, h, w), the share of its spectral energy (mean removed) in each band of spatial
+    frequency [low, high) in cycles per film: fine detail lives in the high bands, and a smoother,
+    blurrier or more compressed film has less there. Shape (n, len(bands))."""
     from scipy import fft
 
     n, h, w = films.shape
@@ -34,14 +34,26 @@ def fine_detail(films: np.ndarray, chunk: int = 256) -> np.ndarray:
     weight[0] = 1.0
     if w % 2 == 0:
         weight[-1] = 1.0
-    high = ((np.hypot(fy, fx[None, :]) >= DETAIL_CYCLES) * weight).astype(np.float32)
-    out = np.empty(n)
+    radius = np.hypot(fy, fx[None, :])
+    masks = np.stack([((radius >= lo) & (radius < hi)) * weight for lo, hi in bands]).astype(np.float32)
+    out = np.empty((n, len(bands)))
     for start in range(0, n, chunk):
         a = films[start:start + chunk].astype(np.float32)
         power = np.abs(fft.rfft2(a - a.mean(axis=(1, 2), keepdims=True), workers=-1)) ** 2
         total = (power * weight).sum(axis=(1, 2))
-        out[start:start + chunk] = (power * high).sum(axis=(1, 2)) / np.where(total > 0, total, 1.0)
+        out[start:start + chunk] = np.einsum("nhw,bhw->nb", power, masks) / np.where(total > 0, total, 1.0)[:, None]
     return out
+
+
+def fine_detail(films: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Per film (n, s, s), the share of its spectral energy at DETAIL_CYCLES or more cycles per
+    film; measured on the films at the model's input size."""
+    return band_shares(films, ((DETAIL_CYCLES, np.inf),), chunk)[:, 0]
+
+
+def value_format(statistic: str) -> str:
+    """How a statistic's values are written: fine detail is a small share."""
+    return "{:.3f}" if statistic == "detail" else "{:.1f}"
 
 
 def film_statistics(films: np.ndarray) -> pd.DataFrame:
@@ -111,6 +123,12 @@ def per_class(shift: pd.DataFrame) -> pd.DataFrame:
     return shift[by_class] if by_class.any() else shift
 
 
+def differing(shift: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `per_class` whose distributions differ: what a reader is told about."""
+    rows = per_class(shift)
+    return rows[rows["shifted"].astype(bool)]
+
+
 def _training_cdf(x: np.ndarray, pct: np.ndarray, side: str) -> np.ndarray:
     """Share of training films at or below x ("right"), or below x ("left"), read from the
     percentiles: linear between them, a step where several percentiles tie (a repeated value)."""
@@ -136,7 +154,7 @@ def ks_distance(values: np.ndarray, pct: np.ndarray) -> float:
 
 def describe(row: pd.Series) -> str:
     """One line for a statistic of one group: where the cohort sits against training."""
-    fmt = "{:.3f}" if row["statistic"] == "detail" else "{:.1f}"
+    fmt = value_format(row["statistic"])
     span = lambda a, b, c: f"{fmt.format(a)} ({fmt.format(b)}-{fmt.format(c)})"  # noqa: E731
     return (f"{row['statistic']} of {row['group']} films: cohort {span(row['cohort_median'], row['cohort_q1'], row['cohort_q3'])}"
             f" vs training {span(row['training_median'], row['training_q1'], row['training_q3'])} (median, "

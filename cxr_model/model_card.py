@@ -226,8 +226,10 @@ def _film_lines(films: dict) -> list[str]:
     lines = ["Training films as the model reads them (median, quartiles; `cxr assess` compares a cohort's "
              "films with these):", "", "| statistic | " + " | ".join(groups) + " |",
              "| --- |" + " --- |" * len(groups)]
+    from cxr_model.film_stats import value_format
+
     for name, per_group in pct.items():
-        fmt = "{:.3f}" if name == "detail" else "{:.1f}"
+        fmt = value_format(name)
         cells = [f"{fmt.format(per_group[g][50])} ({fmt.format(per_group[g][25])}–{fmt.format(per_group[g][75])})"
                  for g in groups]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ import pandas as pd
 
 from cxr_model import film_stats, plots
 from cxr_model.data import LABELS, SPLITS, pneumonia_type
+
+log = logging.getLogger("cxr.profiling")
 
 
 def counts_table(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -88,6 +91,11 @@ def write_profile(
         files["film_stats"] = plots.film_statistics(stats, out_dir / "film_stats.png")
         if (stats["split"] == "train").any():
             files["split_shift_csv"] = out_dir / "split_shift.csv"
-            split_shift(stats).to_csv(files["split_shift_csv"], index=False)
+            shift = split_shift(stats)
+            shift.to_csv(files["split_shift_csv"], index=False)
+            for row in film_stats.differing(shift).itertuples():
+                log.warning("profile: the %s split's %s films differ from the training films in %s (Kolmogorov-"
+                            "Smirnov distance %.2f; split_shift.csv): read that split's figures with this in mind",
+                            row.split, row.group, row.statistic, row.ks)
         files["samples"] = plots.sample_grid(manifest, pixels, out_dir / "samples.png", seed=seed)
     return files

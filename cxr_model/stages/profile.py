@@ -11,7 +11,7 @@ from cxr_model.stages.common import log, readable, readable_pixels, step
 @step("profile")
 def profile(cfg: Config) -> dict:
     """Counts, sizes, intensities, sample images and duplicate groups per split and class."""
-    from cxr_model import data, film_stats, profiling
+    from cxr_model import data, profiling
 
     lay = cfg.layout
     manifest = data.read_manifest(lay.manifest)
@@ -19,10 +19,4 @@ def profile(cfg: Config) -> dict:
     files = profiling.write_profile(readable(manifest), duplicates, readable_pixels(cfg, manifest), lay.profile_dir,
                                     seed=cfg.data.seed)
     log.info("profile:\n%s", files["counts_md"].read_text())
-    if "split_shift_csv" in files:
-        shift = pd.read_csv(files["split_shift_csv"])
-        for row in film_stats.per_class(shift).query("shifted").itertuples():
-            log.warning("profile: the %s split's %s films differ from the training films in %s (Kolmogorov-"
-                        "Smirnov distance %.2f; split_shift.csv): read that split's figures with this in mind",
-                        row.split, row.group, row.statistic, row.ks)
     return {"files": [str(p) for p in files.values()]}
