@@ -64,10 +64,12 @@ def predict(cfg: Config, args: argparse.Namespace) -> int:
         raise CxrError("no image files found in " + ", ".join(args.paths))
     predictor = _load_predictor(cfg, args.model, args.threshold)
     out = Path(args.out)
-    results = predictor.predict_files(files, out_dir=None if args.no_gradcam else out / "gradcam")
+    results = predictor.predict_files(files, out_dir=None if args.no_gradcam else out / "gradcam", statistics=True)
     info = {"source": predictor.source, "threshold": predictor.threshold, "image_size": predictor.image_size,
             "version": predictor.card.get("version"), "run_id": predictor.card.get("run_id")}
-    csv_path, json_path = prediction.write_summary(results, out, info)
+    training_films = predictor.card.get("training_films")
+    shift = prediction.film_shift(results, training_films)
+    csv_path, json_path = prediction.write_summary(results, out, info, shift, training_films)
     for row in results.itertuples():
         verdict = f"refused: {row.error}" if isinstance(row.error, str) else f"{row.probability:.4f}  {row.label}"
         print(f"{row.path}\t{verdict}" + ("  (borderline)" if row.borderline is True else ""))
@@ -80,6 +82,8 @@ def predict(cfg: Config, args: argparse.Namespace) -> int:
     print(f"\n{scored} of {len(results)} images scored with {predictor.source} (threshold "
           f"{predictor.threshold:.4f}); {len(results) - scored} refused. Summary: {csv_path}, {json_path}"
           + ("" if args.no_gradcam else f"; Grad-CAM overlays in {out / 'gradcam'}"))
+    if scored:
+        _print_film_shift(shift, out, "these scores")
     print("Decision support only: a clinician reads every film.")
     return 0 if not missing else 1
 
@@ -144,7 +148,7 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
                   + shown + auc)
     if predictor.card.get("test_metrics"):
         print(f"  the model on its own test split: {describe(predictor.card['test_metrics'])}")
-    _print_film_shift(shift, out)
+    _print_film_shift(shift, out, "the figures above")
     if not args.no_track:
         run_id = assessment.log_run(cfg, report, paths, info)
         print(f"MLflow run {run_id} (kind assessment)" + (f"; tagged on version {info['version']}"
@@ -153,13 +157,19 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_film_shift(shift, out: Path) -> None:
-    """The cohort's films against the training films: each statistic that differs, or that none does."""
+def _print_film_shift(shift, out: Path, reading: str) -> None:
+    """The films against the training films: each statistic that differs, or that none does (per
+    class for a labelled cohort, as a whole for a batch); `reading`: what to read with it in mind."""
     from cxr_model import film_stats
 
     if shift is None:
         print("  the model's card holds no training-film statistics (registered before they were "
               "recorded): the films cannot be compared with its training films")
+        return
+    films = int(shift["films"].max()) if len(shift) else 0
+    if films < film_stats.MIN_FILMS:
+        print(f"  {films} film(s) are too few to compare with the model's training films "
+              f"(at least {film_stats.MIN_FILMS})")
         return
     differing = film_stats.differing(shift)
     if differing.empty:
@@ -168,7 +178,7 @@ def _print_film_shift(shift, out: Path) -> None:
         print(f"  films like the training films in brightness, contrast and fine detail (largest "
               f"Kolmogorov-Smirnov distance {top['ks']:.2f}: {top['statistic']} of {top['group']} films)")
     else:
-        print("  films unlike the training films (read the figures above with this in mind):")
+        print(f"  films unlike the training films (read {reading} with this in mind):")
         for _, row in differing.iterrows():
             print(f"    {film_stats.describe(row)}")
     print(f"  (every statistic: {out / 'film_shift.csv'}, {out / 'film_shift.png'})")

@@ -19,6 +19,9 @@ STATISTICS = {
 }
 DETAIL_CYCLES = 16
 PERCENTILES = np.arange(101)
+# Fewer films than this say too little about a distribution to set it against the training films'
+# (the 5 % critical distance would be above 0.3).
+MIN_FILMS = 20
 
 
 def band_shares(films: np.ndarray, bands: tuple[tuple[float, float], ...], chunk: int = 256) -> np.ndarray:
@@ -88,32 +91,76 @@ def training_reference(table: pd.DataFrame) -> dict:
     return reference(train, (train["label"] == LABELS[1]).to_numpy(int))
 
 
-def compare(ref: dict, stats: pd.DataFrame, y: np.ndarray | None = None) -> pd.DataFrame:
+def compare(ref: dict, stats: pd.DataFrame, y: np.ndarray | None = None,
+            called: np.ndarray | None = None) -> pd.DataFrame:
     """Per statistic and group (all; each class when labels are given): the training films' and
     the cohort's median and quartiles, and the Kolmogorov-Smirnov distance between the two (the
     largest gap between their cumulative shares; the training side read from its percentiles).
+    The "all" group is set against the training classes mixed in the share the model called
+    PNEUMONIA (`called`, one flag per film) when given, else in the training films' own share: an
+    unlabelled batch's mix of classes would otherwise move its figures by itself.
     `shifted`: the distance exceeds both its 5 % critical value for this many films and 0.1, a
     tenth of the films displaced (a large cohort makes any difference significant)."""
+    share = float(np.mean(called)) if called is not None and len(called) else None
     rows = []
     for group, mask in _groups(y, len(stats)).items():
         for name in STATISTICS:
-            pct = ref.get("percentiles", {}).get(name, {}).get(group)
+            parts = _parts(ref, name, group, share)
             values = np.sort(stats[name].to_numpy(float)[mask])
             values = values[np.isfinite(values)]
-            if pct is None or not len(values):
+            if parts is None or not len(values):
                 continue
-            pct = np.asarray(pct, dtype=float)
             n = len(values)
-            ks = ks_distance(values, pct)
+            ks = ks_distance(values, *parts)
             critical = 1.36 / np.sqrt(n)
             q = np.percentile(values, [25, 50, 75])
+            t = _quantiles(*parts, (0.25, 0.5, 0.75))
             rows.append({"statistic": name, "group": group, "films": n,
-                         "training_median": pct[50], "training_q1": pct[25], "training_q3": pct[75],
+                         "training_pneumonia_share": _pneumonia_share(ref, group, parts),
+                         "training_median": t[1], "training_q1": t[0], "training_q3": t[2],
                          "cohort_median": q[1], "cohort_q1": q[0], "cohort_q3": q[2],
                          "ks": ks, "ks_critical": float(critical), "shifted": bool(ks > max(critical, 0.1))})
-    return pd.DataFrame(rows, columns=["statistic", "group", "films", "training_median", "training_q1",
-                                       "training_q3", "cohort_median", "cohort_q1", "cohort_q3", "ks",
-                                       "ks_critical", "shifted"])
+    return pd.DataFrame(rows, columns=["statistic", "group", "films", "training_pneumonia_share", "training_median",
+                                       "training_q1", "training_q3", "cohort_median", "cohort_q1", "cohort_q3",
+                                       "ks", "ks_critical", "shifted"])
+
+
+def _parts(ref: dict, statistic: str, group: str, share: float | None = None
+           ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training side of a comparison: percentile rows (k, 101) and their weights. A class is
+    its own row; "all" is the two classes mixed in `share` PNEUMONIA (default: the training films'
+    share), or the pooled percentiles of a card that has no class rows."""
+    per = ref.get("percentiles", {}).get(statistic, {})
+    if group == "all" and all(label in per for label in LABELS):
+        films = ref.get("films", {})
+        if share is None or not np.isfinite(share):
+            share = films.get(LABELS[1], 0) / max(films.get(LABELS[0], 0) + films.get(LABELS[1], 0), 1)
+        return np.array([per[LABELS[0]], per[LABELS[1]]], dtype=float), np.array([1.0 - share, share])
+    pct = per.get(group)
+    return None if pct is None else (np.array([pct], dtype=float), np.ones(1))
+
+
+def _pneumonia_share(ref: dict, group: str, parts: tuple[np.ndarray, np.ndarray]) -> float:
+    if group in LABELS:
+        return float(LABELS.index(group))
+    return float(parts[1][1]) if len(parts[1]) == 2 else float("nan")
+
+
+def reference_curve(ref: dict, statistic: str, group: str, share: float | None = None
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training films' cumulative share at each value, as a comparison reads it: for plots."""
+    parts = _parts(ref, statistic, group, share)
+    if parts is None:
+        return None
+    grid = np.unique(parts[0])
+    return grid, training_cdf(grid, *parts)
+
+
+def _quantiles(pct: np.ndarray, weights: np.ndarray, shares: tuple[float, ...]) -> np.ndarray:
+    if len(pct) == 1:
+        return np.interp(shares, PERCENTILES / 100.0, pct[0])
+    grid = np.unique(pct)
+    return np.interp(shares, training_cdf(grid, pct, weights), grid)
 
 
 def per_class(shift: pd.DataFrame) -> pd.DataFrame:
@@ -129,9 +176,9 @@ def differing(shift: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["shifted"].astype(bool)]
 
 
-def _training_cdf(x: np.ndarray, pct: np.ndarray, side: str) -> np.ndarray:
-    """Share of training films at or below x ("right"), or below x ("left"), read from the
-    percentiles: linear between them, a step where several percentiles tie (a repeated value)."""
+def _class_cdf(x: np.ndarray, pct: np.ndarray, side: str) -> np.ndarray:
+    """Share of one group's training films at or below x ("right"), or below x ("left"), read from
+    its percentiles: linear between them, a step where several percentiles tie (a repeated value)."""
     shares = PERCENTILES / 100.0
     j = np.searchsorted(pct, x, side=side) - 1
     inside = (j >= 0) & (j < len(pct) - 1)
@@ -142,20 +189,32 @@ def _training_cdf(x: np.ndarray, pct: np.ndarray, side: str) -> np.ndarray:
     return np.where(j < 0, 0.0, np.where(inside, cdf, 1.0))
 
 
-def ks_distance(values: np.ndarray, pct: np.ndarray) -> float:
-    """Kolmogorov-Smirnov distance between sorted cohort values and the training percentiles,
-    checked on both sides of every point where either distribution steps."""
+def training_cdf(x: np.ndarray, pct: np.ndarray, weights: np.ndarray | None = None,
+                 side: str = "right") -> np.ndarray:
+    """The training films' cumulative share at x from percentile rows (101 values, or (k, 101)
+    mixed in `weights`)."""
+    pct = np.atleast_2d(pct)
+    weights = np.ones(1) if weights is None else np.asarray(weights, dtype=float)
+    return sum(w * _class_cdf(x, row, side) for row, w in zip(pct, weights))
+
+
+def ks_distance(values: np.ndarray, pct: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Kolmogorov-Smirnov distance between sorted cohort values and the training percentiles (a
+    row of 101, or rows mixed in `weights`), checked on both sides of every point where either
+    distribution steps."""
     grid = np.union1d(values, pct)
     n = len(values)
-    right = np.abs(np.searchsorted(values, grid, "right") / n - _training_cdf(grid, pct, "right"))
-    left = np.abs(np.searchsorted(values, grid, "left") / n - _training_cdf(grid, pct, "left"))
-    return float(max(right.max(), left.max()))
+    return float(max(np.abs(np.searchsorted(values, grid, side) / n - training_cdf(grid, pct, weights, side)).max()
+                     for side in ("right", "left")))
 
 
 def describe(row: pd.Series) -> str:
-    """One line for a statistic of one group: where the cohort sits against training."""
+    """One line for a statistic of one group: where the cohort sits against training (for a whole
+    unlabelled batch, the training classes mixed in the share the model called PNEUMONIA)."""
     fmt = value_format(row["statistic"])
     span = lambda a, b, c: f"{fmt.format(a)} ({fmt.format(b)}-{fmt.format(c)})"  # noqa: E731
+    share = row.get("training_pneumonia_share", float("nan"))
+    mixed = f" ({share:.0%} PNEUMONIA)" if row["group"] == "all" and np.isfinite(share) else ""
     return (f"{row['statistic']} of {row['group']} films: cohort {span(row['cohort_median'], row['cohort_q1'], row['cohort_q3'])}"
-            f" vs training {span(row['training_median'], row['training_q1'], row['training_q3'])} (median, "
+            f" vs training{mixed} {span(row['training_median'], row['training_q1'], row['training_q3'])} (median, "
             f"quartiles), Kolmogorov-Smirnov distance {row['ks']:.2f}")

@@ -177,11 +177,12 @@ def film_statistics(stats: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def film_shift(shift: pd.DataFrame, ref: dict, stats: pd.DataFrame, y: np.ndarray, path: Path,
+def film_shift(shift: pd.DataFrame, ref: dict, stats: pd.DataFrame, y: np.ndarray | None, path: Path,
                cohort: str = "cohort") -> Path:
-    """The cohort's cumulative share of films against the training films', per statistic and class:
-    the Kolmogorov-Smirnov distance is the largest vertical gap between a pair of lines."""
-    from cxr_model.film_stats import PERCENTILES, STATISTICS
+    """The cohort's cumulative share of films against the training films', per statistic and class
+    (a whole unlabelled batch against the training classes mixed as it was called): the
+    Kolmogorov-Smirnov distance is the largest vertical gap between a pair of lines."""
+    from cxr_model.film_stats import STATISTICS, reference_curve
 
     fig, axes = plt.subplots(1, len(STATISTICS), figsize=(5 * len(STATISTICS), 3.8))
     colours = {"NORMAL": "tab:blue", "PNEUMONIA": "tab:red", "all": "black"}
@@ -189,16 +190,20 @@ def film_shift(shift: pd.DataFrame, ref: dict, stats: pd.DataFrame, y: np.ndarra
     for ax, name in zip(axes, STATISTICS):
         spans = []
         for group in groups:
-            pct = ref["percentiles"][name].get(group)
             rows = shift[(shift["statistic"] == name) & (shift["group"] == group)]
-            if pct is None or rows.empty:
+            share = rows["training_pneumonia_share"].iloc[0] if len(rows) else None
+            curve = None if share is None else reference_curve(ref, name, group, share)
+            if curve is None:
                 continue
             mask = np.ones(len(stats), dtype=bool) if group == "all" else y == ("NORMAL", "PNEUMONIA").index(group)
             values = np.sort(stats[name].to_numpy(float)[mask])
-            ax.plot(pct, PERCENTILES / 100, color=colours[group], label=f"training {group}")
+            values = values[np.isfinite(values)]
+            mixed = f" ({share:.0%} PNEUMONIA)" if group == "all" and np.isfinite(share) else ""
+            ax.plot(*curve, color=colours[group], label=f"training {group}{mixed}")
             ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post", linestyle="--",
                     color=colours[group], label=f"{cohort} {group} (KS {rows['ks'].iloc[0]:.2f})")
-            spans.append((min(pct[1], values[0]), max(pct[99], values[-1])))
+            x, cdf = curve
+            spans.append((min(np.interp(0.01, cdf, x), values[0]), max(np.interp(0.99, cdf, x), values[-1])))
         if spans:  # the tails of a few odd films would squeeze the curves
             ax.set_xlim(min(a for a, _ in spans), max(b for _, b in spans))
         ax.set_title(name, fontsize=10)

@@ -19,7 +19,7 @@ from cxr_model import images
 from cxr_model.config import PredictConfig
 from cxr_model.data import LABELS
 from cxr_model.dicom import DICOM_SUFFIXES, is_dicom_file
-from cxr_model.film_stats import film_statistics
+from cxr_model import film_stats
 from cxr_model.images import ImageError
 from cxr_model.plausibility import implausibility
 
@@ -174,7 +174,7 @@ class Predictor:
                 frame["scanner"] = [p.scanner for p in prepared]
             ok = [i for i, p in enumerate(prepared) if p.x is not None]
             if statistics:
-                stats = film_statistics(np.stack([prepared[i].x for i in ok]) if ok else
+                stats = film_stats.film_statistics(np.stack([prepared[i].x for i in ok]) if ok else
                                         np.zeros((0, self.image_size, self.image_size), np.uint8))
                 for name in stats.columns:
                     frame[name] = np.nan
@@ -222,8 +222,22 @@ def is_film_file(path: Path) -> bool:
     return path.suffix.lower() in FILE_TYPES or is_dicom_file(path)
 
 
-def write_summary(results: pd.DataFrame, out_dir: Path, model: dict) -> tuple[Path, Path]:
-    """predictions.csv and predictions.json (with the model it came from) for the batch."""
+def film_shift(results: pd.DataFrame, training_films: dict | None) -> pd.DataFrame | None:
+    """A batch's scored films against the model's training films: the training classes mixed in
+    the share the model called PNEUMONIA, as a batch carries no labels. Films unlike the training
+    films are films the model's figures may not hold for. None when the model's card holds no
+    training-film reference (registered before it did) or nothing was scored."""
+    scored = results[results["error"].isna()] if "error" in results else results.iloc[:0]
+    if not training_films or scored.empty or not set(film_stats.STATISTICS) <= set(scored.columns):
+        return None
+    return film_stats.compare(training_films, scored[list(film_stats.STATISTICS)].reset_index(drop=True),
+                              called=(scored["label"] == LABELS[1]).to_numpy())
+
+
+def write_summary(results: pd.DataFrame, out_dir: Path, model: dict, shift: pd.DataFrame | None = None,
+                  training_films: dict | None = None) -> tuple[Path, Path]:
+    """predictions.csv and predictions.json (with the model it came from) for the batch; with the
+    batch's `shift` against the `training_films`, film_shift.csv and film_shift.png too."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out_dir / "predictions.csv", out_dir / "predictions.json"
     results.to_csv(csv_path, index=False)
@@ -231,5 +245,13 @@ def write_summary(results: pd.DataFrame, out_dir: Path, model: dict) -> tuple[Pa
     payload = {"model": model, "images": len(results), "scored": int(results["error"].isna().sum()),
                "refused": int(results["error"].notna().sum()), "labels": counts,
                "predictions": json.loads(results.to_json(orient="records"))}
+    if shift is not None and training_films:
+        from cxr_model import plots
+
+        payload["film_shift"] = json.loads(shift.to_json(orient="records"))
+        shift.to_csv(out_dir / "film_shift.csv", index=False)
+        scored = results[results["error"].isna()]
+        plots.film_shift(shift, training_films, scored[list(film_stats.STATISTICS)].reset_index(drop=True), None,
+                         out_dir / "film_shift.png", "batch")
     json_path.write_text(json.dumps(payload, indent=2))
     return csv_path, json_path

@@ -87,16 +87,47 @@ def test_assess_prints_each_differing_statistic_or_that_none_differs(tmp_path, c
     y = np.repeat([0, 1], 500)
     ref = film_stats.reference(_stats(rng.normal(0.03, 0.008, 1000), rng.normal(122, 12, 1000)), y)
     alike = film_stats.compare(ref, _stats(rng.normal(0.03, 0.008, 1000), rng.normal(122, 12, 1000)), y)
-    _print_film_shift(alike, tmp_path)
+    _print_film_shift(alike, tmp_path, "the figures above")
     printed = capsys.readouterr().out
     top = alike[alike["group"] != "all"].sort_values("ks").iloc[-1]
     assert f"films like the training films in brightness, contrast and fine detail (largest " \
            f"Kolmogorov-Smirnov distance {top['ks']:.2f}: {top['statistic']} of {top['group']} films)" in printed
     darker = film_stats.compare(ref, _stats(rng.normal(0.03, 0.008, 1000), rng.normal(100, 12, 1000)), y)
-    _print_film_shift(darker, tmp_path)
+    _print_film_shift(darker, tmp_path, "the figures above")
     printed = capsys.readouterr().out
     assert "films unlike the training films" in printed
     assert "    brightness of NORMAL films: cohort " in printed and "    brightness of PNEUMONIA films" in printed
     assert "detail of" not in printed and "of all films" not in printed
-    _print_film_shift(None, tmp_path)
+    _print_film_shift(None, tmp_path, "the figures above")
     assert "holds no training-film statistics" in capsys.readouterr().out
+    few = film_stats.compare(ref, _stats(rng.normal(0.01, 0.008, 19), rng.normal(60, 12, 19)))
+    _print_film_shift(few, tmp_path, "these scores")
+    assert capsys.readouterr().out.strip() == "19 film(s) are too few to compare with the model's training films " \
+        f"(at least {film_stats.MIN_FILMS})"
+
+
+def test_an_unlabelled_batch_is_set_against_the_training_classes_mixed_as_it_was_called():
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(4)
+    y_train = np.repeat([0, 1], [1300, 3700])  # the training split's mix: about three in four PNEUMONIA
+    detail = lambda y: np.where(y == 0, rng.normal(0.035, 0.006, len(y)), rng.normal(0.024, 0.006, len(y)))  # noqa: E731
+    ref = film_stats.reference(_stats(detail(y_train), rng.normal(122, 12, len(y_train))), y_train)
+    y = np.repeat([0, 1], 400)  # a batch of half NORMAL films, each class as in training
+    batch = _stats(detail(y), rng.normal(122, 12, len(y)))
+    pooled = film_stats.compare(ref, batch).set_index("statistic")
+    mixed = film_stats.compare(ref, batch, called=y == 1).set_index("statistic")
+    # Set against the training films as they came, the batch's mix alone looks like a shift in detail;
+    # against the classes mixed as the batch was called, it does not.
+    assert pooled.loc["detail", "shifted"] and pooled.loc["detail", "training_pneumonia_share"] == pytest.approx(0.74)
+    assert not mixed["shifted"].any() and mixed.loc["detail", "training_pneumonia_share"] == 0.5
+    # The mixed reference is the mixture: its distance is the two-sample one against a half-and-half sample,
+    # and its median lies between the classes'.
+    half = np.concatenate([rng.normal(0.035, 0.006, 3000), rng.normal(0.024, 0.006, 3000)])
+    assert mixed.loc["detail", "ks"] == pytest.approx(ks_2samp(batch["detail"], half).statistic, abs=0.02)
+    assert mixed.loc["detail", "training_median"] == pytest.approx(np.median(half), abs=0.001)
+    line = film_stats.describe(mixed.reset_index().set_index("statistic", drop=False).loc["detail"])
+    assert line.startswith("detail of all films: cohort") and "vs training (50% PNEUMONIA) " in line
+    # Softer films of both classes differ from the training films whatever the mix.
+    softer = film_stats.compare(ref, batch.assign(detail=batch["detail"] * 0.7), called=y == 1).set_index("statistic")
+    assert softer.loc["detail", "shifted"] and not softer.loc["brightness", "shifted"]

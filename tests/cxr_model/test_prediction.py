@@ -108,6 +108,10 @@ def test_a_batch_of_good_and_bad_files_scores_the_good_and_explains_the_bad(proj
     assert rows["borderline"][rows["error"].notna()].isna().all()
     assert f"{int(good['borderline'].sum())} borderline: their scores lie within {ci['low']:.3f}-{ci['high']:.3f}" \
         in captured.out
+    # Each scored film's statistics; five films are too few to set against the training films.
+    assert good[["brightness", "contrast", "detail"]].notna().all().all()
+    assert rows.loc[rows["error"].notna(), "detail"].isna().all()
+    assert "5 film(s) are too few to compare with the model's training films" in captured.out
     # A patient's identifier is read for grouping only: no output carries it.
     assert "patient" not in rows.columns
     assert all("MRN-0042" not in path.read_text() for path in (out / "predictions.csv", out / "predictions.json"))
@@ -250,6 +254,27 @@ def test_model_card_travels_with_the_version(project, capsys):
     assert f"The intervals resample {metrics['test_ci95_resampled']}" in md
     assert metrics["test_ci95_resampled"].startswith("patients (")
     assert "bootstrap 95 % CI" in md and f"version {json.loads(cfg.layout.registration.read_text())['version']}" in md
+
+
+def test_predict_says_when_a_batchs_films_are_unlike_the_training_films(project, tmp_path, capsys):
+    cfg, params = project
+    batch = tmp_path / "soft-batch"
+    shutil.copytree(cfg.data_source / "test", batch)
+    for film in batch.rglob("*.jpeg"):  # a site's softer films, unlabelled
+        Image.open(film).filter(ImageFilter.GaussianBlur(2)).save(film)
+    out = tmp_path / "out"
+    assert cli.main(["--params", str(params), "predict", str(batch), "--out", str(out), "--no-gradcam"]) == 0
+    printed = capsys.readouterr().out
+    rows = pd.read_csv(out / "predictions.csv")
+    shift = pd.read_csv(out / "film_shift.csv").set_index("statistic")
+    # No labels: the whole batch, against the training classes mixed in the share it was called PNEUMONIA.
+    assert set(shift["group"]) == {"all"} and (shift["films"] == len(rows)).all()
+    assert shift["training_pneumonia_share"].to_numpy() == pytest.approx((rows["label"] == "PNEUMONIA").mean())
+    assert shift.loc["detail", "shifted"] and shift.loc["detail", "cohort_median"] < shift.loc["detail", "training_q1"]
+    assert "films unlike the training films (read these scores with this in mind):" in printed
+    assert "    detail of all films: cohort " in printed
+    assert json.loads((out / "predictions.json").read_text())["film_shift"][0]["group"] == "all"
+    assert (out / "film_shift.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(project, tmp_path, capsys):
