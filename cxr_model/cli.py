@@ -163,8 +163,8 @@ def _print_film_shift(shift, out: Path, reading: str) -> None:
     from cxr_model import film_stats
 
     if shift is None:
-        print("  the model's card holds no training-film statistics (registered before they were "
-              "recorded): the films cannot be compared with its training films")
+        print("  the model carries no training-film statistics (a bare model file, or registered before "
+              "they were recorded): the films cannot be compared with its training films")
         return
     films = int(shift["films"].max()) if len(shift) else 0
     if films < film_stats.MIN_FILMS:

@@ -227,7 +227,7 @@ def film_shift(results: pd.DataFrame, training_films: dict | None) -> pd.DataFra
     the share the model called PNEUMONIA, as a batch carries no labels. Films unlike the training
     films are films the model's figures may not hold for. None when the model's card holds no
     training-film reference (registered before it did) or nothing was scored."""
-    scored = results[results["error"].isna()] if "error" in results else results.iloc[:0]
+    scored = results[results["error"].isna()]
     if not training_films or scored.empty or not set(film_stats.STATISTICS) <= set(scored.columns):
         return None
     return film_stats.compare(training_films, scored[list(film_stats.STATISTICS)].reset_index(drop=True),

@@ -99,7 +99,7 @@ def test_assess_prints_each_differing_statistic_or_that_none_differs(tmp_path, c
     assert "    brightness of NORMAL films: cohort " in printed and "    brightness of PNEUMONIA films" in printed
     assert "detail of" not in printed and "of all films" not in printed
     _print_film_shift(None, tmp_path, "the figures above")
-    assert "holds no training-film statistics" in capsys.readouterr().out
+    assert "carries no training-film statistics" in capsys.readouterr().out
     few = film_stats.compare(ref, _stats(rng.normal(0.01, 0.008, 19), rng.normal(60, 12, 19)))
     _print_film_shift(few, tmp_path, "these scores")
     assert capsys.readouterr().out.strip() == "19 film(s) are too few to compare with the model's training films " \
