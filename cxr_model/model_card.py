@@ -28,8 +28,9 @@ LIMITATIONS = [
     "NORMAL films with less fine detail than the training films (softer, more compressed or "
     "downsampled) are over-called: on the test split's smoother NORMAL file series the default "
     "configuration called about three in four normal (seven seeds), against 97 % of the other series. "
-    "`cxr assess` says whether a site's films differ from the training films in fine detail, "
-    "brightness or contrast.",
+    "`cxr assess` says, per class, whether a site's labelled films differ from the training films "
+    "in fine detail, brightness or contrast; `cxr predict` checks an unlabelled batch as a whole, "
+    "which shows less of a difference confined to its NORMAL films.",
     "Separates NORMAL from PNEUMONIA only (bacterial and viral together); other findings are not detected.",
     "Images are squashed to a square without keeping the aspect ratio, as the training data was. How "
     "squashed a film looks differed between the training classes; training stretches films at random "
@@ -218,13 +219,13 @@ def render_markdown(card: dict) -> str:
 
 def _film_lines(films: dict) -> list[str]:
     """The training films' statistics (film_stats), median and quartiles per class: what a site's
-    own films are compared with by `cxr assess`."""
+    own films are compared with by `cxr assess` and `cxr predict`."""
     pct = films.get("percentiles") or {}
     groups = [g for g in ("NORMAL", "PNEUMONIA") if g in (films.get("films") or {})]
     if not pct or not groups:
         return []
     lines = ["Training films as the model reads them (median, quartiles; `cxr assess` compares a cohort's "
-             "films with these):", "", "| statistic | " + " | ".join(groups) + " |",
+             "films with these, `cxr predict` a batch's):", "", "| statistic | " + " | ".join(groups) + " |",
              "| --- |" + " --- |" * len(groups)]
     from cxr_model.film_stats import value_format
 
