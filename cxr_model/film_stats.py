@@ -60,8 +60,8 @@ def value_format(statistic: str) -> str:
 
 
 def film_statistics(films: np.ndarray) -> pd.DataFrame:
-    """One row per film (n, s, s uint8, as the model reads them)."""
-    flat = films.reshape(len(films), -1).astype(np.float32)
+    """One row per film (n, s, s uint8, as the model reads them); none for no films."""
+    flat = films.reshape(len(films), int(np.prod(films.shape[1:]))).astype(np.float32)
     return pd.DataFrame({"brightness": flat.mean(axis=1), "contrast": flat.std(axis=1),
                          "detail": fine_detail(films)})
 

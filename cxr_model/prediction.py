@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_model import images
+from cxr_model import film_stats, images
 from cxr_model.config import PredictConfig
 from cxr_model.data import LABELS
 from cxr_model.dicom import DICOM_SUFFIXES, is_dicom_file
-from cxr_model import film_stats
 from cxr_model.images import ImageError
 from cxr_model.plausibility import implausibility
 
@@ -175,7 +174,7 @@ class Predictor:
             ok = [i for i, p in enumerate(prepared) if p.x is not None]
             if statistics:
                 stats = film_stats.film_statistics(np.stack([prepared[i].x for i in ok]) if ok else
-                                        np.zeros((0, self.image_size, self.image_size), np.uint8))
+                                                   np.zeros((0, self.image_size, self.image_size), np.uint8))
                 for name in stats.columns:
                     frame[name] = np.nan
                     frame.loc[ok, name] = stats[name].to_numpy()
@@ -245,13 +244,17 @@ def write_summary(results: pd.DataFrame, out_dir: Path, model: dict, shift: pd.D
     payload = {"model": model, "images": len(results), "scored": int(results["error"].isna().sum()),
                "refused": int(results["error"].notna().sum()), "labels": counts,
                "predictions": json.loads(results.to_json(orient="records"))}
+    shift_csv, shift_png = out_dir / "film_shift.csv", out_dir / "film_shift.png"
     if shift is not None and training_films:
         from cxr_model import plots
 
         payload["film_shift"] = json.loads(shift.to_json(orient="records"))
-        shift.to_csv(out_dir / "film_shift.csv", index=False)
+        shift.to_csv(shift_csv, index=False)
         scored = results[results["error"].isna()]
         plots.film_shift(shift, training_films, scored[list(film_stats.STATISTICS)].reset_index(drop=True), None,
-                         out_dir / "film_shift.png", "batch")
+                         shift_png, "batch")
+    else:  # an earlier batch's comparison in the same folder would be read as this one's
+        shift_csv.unlink(missing_ok=True)
+        shift_png.unlink(missing_ok=True)
     json_path.write_text(json.dumps(payload, indent=2))
     return csv_path, json_path

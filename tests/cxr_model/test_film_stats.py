@@ -28,6 +28,8 @@ def test_fine_detail_falls_with_blur_and_rises_with_noise():
     assert film_stats.fine_detail(np.full((2, 32, 32), 128, np.uint8)).tolist() == [0.0, 0.0]
     # Chunking does not change the figures.
     np.testing.assert_allclose(film_stats.fine_detail(films, chunk=4), sharp)
+    # A batch whose films were all refused has no statistics, and says so without failing.
+    assert film_stats.film_statistics(np.zeros((0, 32, 32), np.uint8)).empty
 
 
 def test_the_ks_distance_from_percentiles_matches_the_two_sample_statistic():

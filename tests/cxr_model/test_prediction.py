@@ -275,6 +275,13 @@ def test_predict_says_when_a_batchs_films_are_unlike_the_training_films(project,
     assert "    detail of all films: cohort " in printed
     assert json.loads((out / "predictions.json").read_text())["film_shift"][0]["group"] == "all"
     assert (out / "film_shift.png").read_bytes()[:4] == b"\x89PNG"
+    # A later batch in the same folder with nothing to compare leaves no earlier comparison behind.
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.png").write_bytes(b"not an image")
+    assert cli.main(["--params", str(params), "predict", str(junk), "--out", str(out), "--no-gradcam"]) == 0
+    assert not (out / "film_shift.csv").exists() and not (out / "film_shift.png").exists()
+    assert "film_shift" not in json.loads((out / "predictions.json").read_text())
 
 
 def test_assessing_the_test_split_reproduces_the_evaluate_step_and_is_tracked(project, tmp_path, capsys):
