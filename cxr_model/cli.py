@@ -245,6 +245,17 @@ def stack(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _threshold(text: str) -> float:
+    """A decision threshold given by hand: a score between 0 and 1, as one outside calls every film alike."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a threshold is a score between 0 and 1, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cxr", description="cxr pneumonia pipeline steps and prediction")
     parser.add_argument("--params", help="parameters file (default: $CXR_PARAMS or ./params.yaml)")
@@ -258,14 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.add_argument("--model", help=model_help)
     p.add_argument("--out", default="predictions", help="folder for the summary and overlays (default: predictions)")
-    p.add_argument("--threshold", type=float, help="override the model's stored decision threshold")
+    p.add_argument("--threshold", type=_threshold, help="override the model's stored decision threshold (0-1)")
     p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM overlays")
     a = sub.add_parser("assess", help="measure a model on a labelled cohort of your own (NORMAL/, PNEUMONIA/)")
     a.add_argument("folder", help="cohort folder: images below NORMAL/ and PNEUMONIA/ folders, at any depth")
     a.add_argument("--model", help=model_help)
     a.add_argument("--name", help="cohort name for outputs and MLflow (default: the folder's name)")
     a.add_argument("--out", help="output folder (default: artifacts/assess/<name>)")
-    a.add_argument("--threshold", type=float, help="override the model's stored decision threshold")
+    a.add_argument("--threshold", type=_threshold, help="override the model's stored decision threshold (0-1)")
     a.add_argument("--film-list", metavar="CSV", help="your list of the films: a file column (the path below "
                    "the folder, or the file name) and a patient column (for films whose names and headers do not "
                    "say it) and/or subgroup columns (scanner, series, ...: figures per value)")

@@ -180,6 +180,10 @@ def test_assess_takes_patients_and_subgroups_from_the_sites_film_list_and_writes
 
 def test_missing_champion_or_inputs_give_one_sentence(project, tmp_path, capsys):
     _, params = project
+    for command in ("predict", "assess"):  # a threshold outside 0-1 would call every film alike
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["--params", str(params), command, str(tmp_path), "--threshold", "1.5"])
+        assert stop.value.code == 2 and "a threshold is a score between 0 and 1, got 1.5" in capsys.readouterr().err
     assert cli.main(["--params", str(params), "predict", str(tmp_path / "nothing")]) == 1
     assert "no image files found" in capsys.readouterr().err
     (tmp_path / "x.jpeg").write_bytes(b"")
