@@ -84,6 +84,10 @@ def predict(cfg: Config, args: argparse.Namespace) -> int:
           + ("" if args.no_gradcam else f"; Grad-CAM overlays in {out / 'gradcam'}"))
     if scored:
         _print_film_shift(shift, out, "these scores")
+    if args.track:
+        info["path"] = ", ".join(str(Path(p).resolve()) for p in args.paths)
+        run_id = prediction.log_batch_run(cfg, results, shift, [out / "film_shift.csv", out / "film_shift.png"], info)
+        print(f"MLflow run {run_id} (kind batch): the batch's counts and film-shift distances, no per-film output")
     print("Decision support only: a clinician reads every film.")
     return 0 if not missing else 1
 
@@ -271,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="predictions", help="folder for the summary and overlays (default: predictions)")
     p.add_argument("--threshold", type=_threshold, help="override the model's stored decision threshold (0-1)")
     p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM overlays")
+    p.add_argument("--track", action="store_true", help="log an MLflow run (kind batch) with the batch's counts, "
+                   "share called PNEUMONIA and film-shift distances, to follow a site's batches over time; "
+                   "nothing per film")
     a = sub.add_parser("assess", help="measure a model on a labelled cohort of your own (NORMAL/, PNEUMONIA/)")
     a.add_argument("folder", help="cohort folder: images below NORMAL/ and PNEUMONIA/ folders, at any depth")
     a.add_argument("--model", help=model_help)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cxr_model import film_stats, images
-from cxr_model.config import PredictConfig
+from cxr_model.config import Config, PredictConfig
 from cxr_model.data import LABELS
 from cxr_model.dicom import DICOM_SUFFIXES, is_dicom_file
 from cxr_model.images import ImageError
@@ -258,3 +258,34 @@ def write_summary(results: pd.DataFrame, out_dir: Path, model: dict, shift: pd.D
         shift_png.unlink(missing_ok=True)
     json_path.write_text(json.dumps(payload, indent=2))
     return csv_path, json_path
+
+
+def log_batch_run(cfg: Config, results: pd.DataFrame, shift: pd.DataFrame | None, paths: list[Path],
+                  info: dict) -> str:
+    """One MLflow run per tracked batch (kind "batch"): films scored and refused, the share called
+    PNEUMONIA and borderline, and each film-shift distance, so a site's batches can be followed
+    over time in the MLflow UI. Only these aggregates and `paths` (the comparison's table and plot)
+    are logged: no film's name, score or identifier leaves the batch's own output folder."""
+    import mlflow
+
+    from cxr_model import tracking
+
+    scored = results[results["error"].isna()]
+    content = sorted(sha or "unreadable" for sha in results["sha256"])
+    tags = {"cxr.kind": "batch", "cxr.batch_path": info["path"], "cxr.model_source": info["source"],
+            "cxr.batch_fingerprint": hashlib.sha256("\n".join(content).encode()).hexdigest()[:16]}
+    if info.get("version"):
+        tags["cxr.model_version"] = str(info["version"])
+    experiment_id = tracking.connect(cfg)
+    run_id = tracking.create_run(cfg, experiment_id, f"batch-{tracking.stamp()}", tags)
+    metrics = {"batch_films": len(scored), "batch_refused": len(results) - len(scored)}
+    if len(scored):
+        metrics["batch_called_pneumonia"] = float((scored["label"] == LABELS[1]).mean())
+        if scored["borderline"].notna().any():
+            metrics["batch_borderline"] = float(scored["borderline"].fillna(False).astype(bool).mean())
+    if shift is not None:
+        metrics.update({f"batch_shift_{row.statistic}_ks": float(row.ks) for row in shift.itertuples()})
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(metrics)
+        tracking.log_files(paths, "batch")
+    return run_id

@@ -267,10 +267,22 @@ def test_predict_says_when_a_batchs_films_are_unlike_the_training_films(project,
     for film in batch.rglob("*.jpeg"):  # a site's softer films, unlabelled
         Image.open(film).filter(ImageFilter.GaussianBlur(2)).save(film)
     out = tmp_path / "out"
-    assert cli.main(["--params", str(params), "predict", str(batch), "--out", str(out), "--no-gradcam"]) == 0
+    assert cli.main(["--params", str(params), "predict", str(batch), "--out", str(out), "--no-gradcam",
+                     "--track"]) == 0
     printed = capsys.readouterr().out
     rows = pd.read_csv(out / "predictions.csv")
     shift = pd.read_csv(out / "film_shift.csv").set_index("statistic")
+    # Tracked: the batch's aggregates in an MLflow run of its own, nothing per film.
+    client = mlflow.MlflowClient(cfg.tracking_uri, cfg.tracking_uri)
+    run = client.search_runs([client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id],
+                             "tags.`cxr.kind` = 'batch'")[0]
+    assert f"MLflow run {run.info.run_id} (kind batch)" in printed
+    assert run.data.metrics["batch_films"] == len(rows) and run.data.metrics["batch_refused"] == 0
+    assert run.data.metrics["batch_called_pneumonia"] == pytest.approx((rows["label"] == "PNEUMONIA").mean())
+    assert run.data.metrics["batch_shift_detail_ks"] == pytest.approx(shift.loc["detail", "ks"])
+    assert run.data.tags["cxr.batch_path"] == str(batch.resolve()) and run.data.tags["cxr.model_version"]
+    logged = {f.path for f in client.list_artifacts(run.info.run_id, "batch")}
+    assert logged == {"batch/film_shift.csv", "batch/film_shift.png"}
     # No labels: the whole batch, against the training classes mixed in the share it was called PNEUMONIA.
     assert set(shift["group"]) == {"all"} and (shift["films"] == len(rows)).all()
     assert shift["training_pneumonia_share"].to_numpy() == pytest.approx((rows["label"] == "PNEUMONIA").mean())
