@@ -9,6 +9,8 @@ import socket
 import subprocess
 import time
 import traceback
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
 from cxr_model.config import Config
+from cxr_model.errors import CxrError
 from cxr_model.processes import pid_alive
 
 log = logging.getLogger("cxr.tracking")
@@ -25,8 +28,28 @@ log = logging.getLogger("cxr.tracking")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+_ANSWERED: set[str] = set()  # servers seen to answer in this process (a failure is checked again)
+
+
+def check_server(uri: str, seconds: float = 5.0) -> None:
+    """Fail within seconds, in one sentence, when a tracking server does not answer: MLflow's own
+    client retries for minutes first. Any HTTP answer counts, as auth and path prefixes vary."""
+    if not uri.startswith(("http://", "https://")) or uri in _ANSWERED:
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=seconds).close()
+    except urllib.error.HTTPError:
+        pass  # it answered, if not with OK
+    except (urllib.error.URLError, OSError) as exc:  # refused, unknown host, timed out
+        raise CxrError(f"the MLflow tracking server at {uri} does not answer ({getattr(exc, 'reason', exc)}): "
+                       "start it (`make team-up`), or point MLFLOW_TRACKING_URI (or mlflow.tracking_uri) "
+                       "at one that runs") from None
+    _ANSWERED.add(uri)
+
+
 def connect(cfg: Config) -> str:
     """Point MLflow at the configured store and return the experiment id (created if missing)."""
+    check_server(cfg.tracking_uri)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.set_registry_uri(cfg.tracking_uri)
     experiment = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
@@ -41,6 +64,7 @@ def connect(cfg: Config) -> str:
 
 def client(cfg: Config) -> MlflowClient:
     """A client bound to this project's store for both tracking and registry."""
+    check_server(cfg.tracking_uri)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.set_registry_uri(cfg.tracking_uri)
     return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
