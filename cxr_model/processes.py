@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def unanswered(url: str, seconds: float = 5.0) -> str | None:
+    """Why nothing answers at `url` (refused, unknown host, timed out), or None when a server
+    answers anything at all: auth and path prefixes vary, so any HTTP status counts."""
+    try:
+        urllib.request.urlopen(url, timeout=seconds).close()
+    except urllib.error.HTTPError:
+        return None
+    except OSError as exc:  # URLError and timeouts are OSErrors
+        return str(getattr(exc, "reason", exc))
+    return None
 
 
 def wait_http(name: str, url: str, running: Callable[[], bool], seconds: float) -> None:

@@ -9,8 +9,6 @@ import socket
 import subprocess
 import time
 import traceback
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from mlflow.tracking.context.registry import resolve_tags
 
 from cxr_model.config import Config
 from cxr_model.errors import CxrError
-from cxr_model.processes import pid_alive
+from cxr_model.processes import pid_alive, unanswered
 
 log = logging.getLogger("cxr.tracking")
 # A progress bar per small artifact read back (the registered model's input example, a version's
@@ -33,17 +31,13 @@ _ANSWERED: set[str] = set()  # servers seen to answer in this process (a failure
 
 def check_server(uri: str, seconds: float = 5.0) -> None:
     """Fail within seconds, in one sentence, when a tracking server does not answer: MLflow's own
-    client retries for minutes first. Any HTTP answer counts, as auth and path prefixes vary."""
+    client retries for minutes first."""
     if not uri.startswith(("http://", "https://")) or uri in _ANSWERED:
         return
-    try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=seconds).close()
-    except urllib.error.HTTPError:
-        pass  # it answered, if not with OK
-    except (urllib.error.URLError, OSError) as exc:  # refused, unknown host, timed out
-        raise CxrError(f"the MLflow tracking server at {uri} does not answer ({getattr(exc, 'reason', exc)}): "
-                       "start it (`make team-up`), or point MLFLOW_TRACKING_URI (or mlflow.tracking_uri) "
-                       "at one that runs") from None
+    reason = unanswered(uri.rstrip("/") + "/health", seconds)
+    if reason is not None:
+        raise CxrError(f"the MLflow tracking server at {uri} does not answer ({reason}): start it "
+                       "(`make team-up`), or point MLFLOW_TRACKING_URI (or mlflow.tracking_uri) at one that runs")
     _ANSWERED.add(uri)
 
 

@@ -15,6 +15,7 @@ from cxr_model import arrivals
 from cxr_model.config import default_params_path, load_config
 from cxr_model.errors import CxrError
 from cxr_model.locking import pipeline_lock
+from cxr_model.processes import unanswered
 from tasks import steps as t
 
 PIPELINE = (
@@ -88,6 +89,18 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def check_prefect_api() -> None:
+    """A Prefect server named by PREFECT_API_URL that does not answer, said in one sentence (Prefect
+    raises it as a traceback); without one, each flow run starts its own temporary server."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    reason = unanswered(url.rstrip("/") + "/health", 5.0) if url else None
+    if reason is not None:
+        raise CxrError(f"the Prefect API at {url} does not answer ({reason}): start it (`make team-up`), or "
+                       "unset PREFECT_API_URL so that the flow starts a temporary server of its own")
+
+
 def run_cli(flow_fn, argv: list[str] | None, description: str, extra=None) -> int:
     """Shared command line of the flows: --params, clean one-sentence stop on user errors."""
     parser = argparse.ArgumentParser(description=description)
@@ -102,6 +115,7 @@ def run_cli(flow_fn, argv: list[str] | None, description: str, extra=None) -> in
     closing: list[str] = []
     atexit.register(lambda: closing and print(closing[0], file=sys.stderr, flush=True))
     try:
+        check_prefect_api()
         flow_fn(params, args)
     except CxrError as exc:
         closing.append(f"\ncxr {flow_fn.__name__.replace('_', ' ')} stopped: {exc}")

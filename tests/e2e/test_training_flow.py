@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from cxr_model.config import load_config
+from cxr_model.processes import free_port
 from tests.conftest import REAL_DATA, mlflow_client
 from tests.e2e.conftest import _small, real_subset, run_flow
 
@@ -74,6 +75,15 @@ def test_flow_stops_with_one_sentence_on_a_missing_landing_folder(tmp_path, pref
                    "(set CXR_DATA or data.landing)"
     cfg = load_config(params)
     assert not cfg.layout.registration.exists()
+
+
+def test_flow_stops_with_one_sentence_when_the_named_prefect_server_does_not_answer(tmp_path):
+    silent = f"http://127.0.0.1:{free_port()}/api"  # e.g. a team stack that is down
+    proc = run_flow(_small(tmp_path, tmp_path / "nowhere"), silent)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"cxr training flow stopped: the Prefect API at {silent} does not answer (")
+    assert "Traceback" not in proc.stderr
 
 
 def test_flow_stops_before_training_on_an_unreadable_image(tmp_path, prefect_api):
