@@ -4,7 +4,6 @@ split measures one cohort, and a site deciding whether to use the model needs it
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from collections import Counter
@@ -18,7 +17,7 @@ from cxr_model import evaluation, film_stats, plots
 from cxr_model.config import Config
 from cxr_model.data import LABELS, patient_id, pneumonia_type
 from cxr_model.errors import DataError
-from cxr_model.prediction import is_film_file
+from cxr_model.prediction import content_fingerprint, is_film_file
 
 IDENTIFIERS = ["patient", "listed_patient"]  # read for grouping films by patient, written nowhere
 SUBGROUP = "subgroup."  # prefix of the columns a site's film list adds (scanner, series, ...)
@@ -129,8 +128,7 @@ def fingerprint(scored: pd.DataFrame) -> str:
     """Hash of the cohort's labels and file contents (the `sha256` that scoring recorded as it
     read each film): the same films give the same fingerprint wherever they sit, so two
     assessments can be told to be on the same cohort."""
-    films = sorted(f"{sha or 'unreadable'}:{int(label)}" for sha, label in zip(scored["sha256"], scored["y"]))
-    return hashlib.sha256("\n".join(films).encode()).hexdigest()[:16]
+    return content_fingerprint(f"{sha or 'unreadable'}:{int(label)}" for sha, label in zip(scored["sha256"], scored["y"]))
 
 
 def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict | None = None) -> dict:
@@ -164,8 +162,7 @@ def film_shift(scored: pd.DataFrame, training_films: dict | None) -> pd.DataFram
     None when the model's card holds no training-film reference (registered before it did)."""
     if not training_films:
         return None
-    return film_stats.compare(training_films, scored[list(film_stats.STATISTICS)].reset_index(drop=True),
-                              scored["y"].to_numpy(int))
+    return film_stats.compare(training_films, film_stats.columns(scored), scored["y"].to_numpy(int))
 
 
 def cohort_patients(scored: pd.DataFrame) -> list[str]:
@@ -201,8 +198,8 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
     if report.get("film_shift") and training_films:
         shift = pd.DataFrame(report["film_shift"])
         shift.to_csv(out / "film_shift.csv", index=False)
-        stats = scored[list(film_stats.STATISTICS)].reset_index(drop=True)
-        paths += [out / "film_shift.csv", plots.film_shift(shift, training_films, stats, y, out / "film_shift.png", name)]
+        paths += [out / "film_shift.csv",
+                  plots.film_shift(shift, training_films, film_stats.columns(scored), y, out / "film_shift.png", name)]
     return paths
 
 
@@ -223,12 +220,8 @@ def log_run(cfg: Config, report: dict, paths: list[Path], info: dict) -> str:
     assessed, so the registry shows how each version fared on each cohort."""
     from cxr_model import tracking
 
-    experiment_id = tracking.connect(cfg)
-    tags = {"cxr.kind": "assessment", "cxr.cohort": info["cohort"], "cxr.cohort_path": info["path"],
-            "cxr.cohort_fingerprint": info["fingerprint"], "cxr.model_source": info["source"]}
-    if info.get("version"):
-        tags["cxr.model_version"] = str(info["version"])
-    run_id = tracking.create_run(cfg, experiment_id, f"assess-{info['cohort']}-{tracking.stamp()}", tags)
+    run_id = tracking.usage_run(cfg, "assessment", f"assess-{info['cohort']}", info, {
+        "cxr.cohort": info["cohort"], "cxr.cohort_path": info["path"], "cxr.cohort_fingerprint": info["fingerprint"]})
     with mlflow.start_run(run_id=run_id):
         tracking.log_metric_tree("cohort", report["metrics"])
         tracking.log_metric_tree("cohort_at_0_5", report["at_0_5"])

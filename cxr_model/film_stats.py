@@ -66,6 +66,12 @@ def film_statistics(films: np.ndarray) -> pd.DataFrame:
                          "detail": fine_detail(films)})
 
 
+def columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The statistics of a frame of films (scored predictions, a film table), indexed 0..n-1 as
+    `compare` and the plots read them."""
+    return frame[list(STATISTICS)].reset_index(drop=True)
+
+
 def _groups(y: np.ndarray | None, n: int) -> dict[str, np.ndarray]:
     masks = {"all": np.ones(n, dtype=bool)}
     if y is not None:

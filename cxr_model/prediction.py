@@ -221,6 +221,12 @@ def is_film_file(path: Path) -> bool:
     return path.suffix.lower() in FILE_TYPES or is_dicom_file(path)
 
 
+def content_fingerprint(entries) -> str:
+    """Hash of what a batch of films holds (each film's content hash, in any order): the same films
+    give the same fingerprint wherever they sit, so runs on them can be matched."""
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+
+
 def film_shift(results: pd.DataFrame, training_films: dict | None) -> pd.DataFrame | None:
     """A batch's scored films against the model's training films: the training classes mixed in
     the share the model called PNEUMONIA, as a batch carries no labels. Films unlike the training
@@ -229,8 +235,7 @@ def film_shift(results: pd.DataFrame, training_films: dict | None) -> pd.DataFra
     scored = results[results["error"].isna()]
     if not training_films or scored.empty or not set(film_stats.STATISTICS) <= set(scored.columns):
         return None
-    return film_stats.compare(training_films, scored[list(film_stats.STATISTICS)].reset_index(drop=True),
-                              called=(scored["label"] == LABELS[1]).to_numpy())
+    return film_stats.compare(training_films, film_stats.columns(scored), called=(scored["label"] == LABELS[1]).to_numpy())
 
 
 def write_summary(results: pd.DataFrame, out_dir: Path, model: dict, shift: pd.DataFrame | None = None,
@@ -251,8 +256,7 @@ def write_summary(results: pd.DataFrame, out_dir: Path, model: dict, shift: pd.D
         payload["film_shift"] = json.loads(shift.to_json(orient="records"))
         shift.to_csv(shift_csv, index=False)
         scored = results[results["error"].isna()]
-        plots.film_shift(shift, training_films, scored[list(film_stats.STATISTICS)].reset_index(drop=True), None,
-                         shift_png, "batch")
+        plots.film_shift(shift, training_films, film_stats.columns(scored), None, shift_png, "batch")
     else:  # an earlier batch's comparison in the same folder would be read as this one's
         shift_csv.unlink(missing_ok=True)
         shift_png.unlink(missing_ok=True)
@@ -271,13 +275,9 @@ def log_batch_run(cfg: Config, results: pd.DataFrame, shift: pd.DataFrame | None
     from cxr_model import tracking
 
     scored = results[results["error"].isna()]
-    content = sorted(sha or "unreadable" for sha in results["sha256"])
-    tags = {"cxr.kind": "batch", "cxr.batch_path": info["path"], "cxr.model_source": info["source"],
-            "cxr.batch_fingerprint": hashlib.sha256("\n".join(content).encode()).hexdigest()[:16]}
-    if info.get("version"):
-        tags["cxr.model_version"] = str(info["version"])
-    experiment_id = tracking.connect(cfg)
-    run_id = tracking.create_run(cfg, experiment_id, f"batch-{tracking.stamp()}", tags)
+    run_id = tracking.usage_run(cfg, "batch", "batch", info, {
+        "cxr.batch_path": info["path"],
+        "cxr.batch_fingerprint": content_fingerprint(sha or "unreadable" for sha in results["sha256"])})
     metrics = {"batch_films": len(scored), "batch_refused": len(results) - len(scored)}
     if len(scored):
         metrics["batch_called_pneumonia"] = float((scored["label"] == LABELS[1]).mean())

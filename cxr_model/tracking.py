@@ -199,6 +199,15 @@ def sweep_killed_runs(cfg: Config) -> list[str]:
     return swept
 
 
+def usage_run(cfg: Config, kind: str, name: str, info: dict, tags: dict[str, str]) -> str:
+    """A run recording one use of a model (an assessment, a scored batch; `cxr.kind`), tagged with
+    the model it used (`info`: source, version), so the runs of a version can be found."""
+    tags = {"cxr.kind": kind, "cxr.model_source": info["source"], **tags}
+    if info.get("version"):
+        tags["cxr.model_version"] = str(info["version"])
+    return create_run(cfg, connect(cfg), f"{name}-{stamp()}", tags)
+
+
 def stamp() -> str:
     """UTC time for run names."""
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
