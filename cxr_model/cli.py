@@ -51,7 +51,7 @@ def _load_predictor(cfg: Config, model: str | None, threshold: float | None):
 
 def predict(cfg: Config, args: argparse.Namespace) -> int:
     """Score files and folders; a per-file reason for anything that cannot be scored."""
-    from cxr_model import prediction
+    from cxr_model import images, prediction
 
     files, missing, passed_over = prediction.collect_inputs(args.paths)
     for path in missing:
@@ -59,7 +59,7 @@ def predict(cfg: Config, args: argparse.Namespace) -> int:
     if passed_over:
         names = ", ".join(p.name for p in passed_over[:3]) + (", ..." if len(passed_over) > 3 else "")
         print(f"cxr predict: passed over {len(passed_over)} file(s) in the folders that are neither images "
-              f"({', '.join(prediction.FILE_TYPES)}) nor DICOM: {names}", file=sys.stderr)
+              f"({', '.join(images.FILM_SUFFIXES)}) nor DICOM: {names}", file=sys.stderr)
     if not files:
         raise CxrError("no image files found in " + ", ".join(args.paths))
     predictor = _load_predictor(cfg, args.model, args.threshold)

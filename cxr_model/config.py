@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from cxr_model.errors import ConfigError
+from cxr_model.images import FILM_SUFFIXES
 from cxr_model.layout import Layout
 
 PARAMS_ENV = "CXR_PARAMS"
@@ -26,7 +27,7 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 class DataConfig:
     landing: str = "../shared/data/chest_xray"
     versioned: bool = True
-    extensions: tuple[str, ...] = (".jpeg", ".jpg", ".png", ".dcm", ".dicom")
+    extensions: tuple[str, ...] = FILM_SUFFIXES
     val_fraction: float = 0.15
     seed: int = 42
     max_image_pixels: int = 50_000_000

@@ -11,6 +11,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cxr_model.dicom import DICOM_SUFFIXES
+
+# The suffixes of the films both ingest and `cxr predict` look at by default (DICOM content is
+# also found under any name).
+FILM_SUFFIXES = (".jpeg", ".jpg", ".png", *DICOM_SUFFIXES)
+
 # Pillow's own bomb guard stays on as a second line behind max_pixels.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 

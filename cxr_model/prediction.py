@@ -18,14 +18,13 @@ import pandas as pd
 from cxr_model import film_stats, images
 from cxr_model.config import Config, PredictConfig
 from cxr_model.data import LABELS
-from cxr_model.dicom import DICOM_SUFFIXES, is_dicom_file
+from cxr_model.dicom import is_dicom_file
 from cxr_model.images import ImageError
 from cxr_model.plausibility import implausibility
 
 log = logging.getLogger("cxr.prediction")
 
 SETTINGS_FILE = "settings.json"
-FILE_TYPES = (".jpeg", ".jpg", ".png", *DICOM_SUFFIXES)
 
 
 @dataclass
@@ -218,7 +217,7 @@ def collect_inputs(targets: list[str | Path]) -> tuple[list[Path], list[str], li
 def is_film_file(path: Path) -> bool:
     """An image suffix, or DICOM content under any name: PACS exports often name files by UID
     (dots and digits) or with no suffix at all."""
-    return path.suffix.lower() in FILE_TYPES or is_dicom_file(path)
+    return path.suffix.lower() in images.FILM_SUFFIXES or is_dicom_file(path)
 
 
 def content_fingerprint(entries) -> str:
