@@ -157,6 +157,24 @@ def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict |
     return report
 
 
+def against(scored: pd.DataFrame, other: pd.DataFrame, threshold: float, source: str) -> dict:
+    """Another model on the same films (`other`: its results for the cohort's files, in order),
+    and the AUC difference with an interval that redraws the same patients for both: a site
+    choosing between two models on its own films needs to know whether the gap is the films'
+    draw. Films either model refused are left out of the comparison."""
+    both = other.loc[scored.index]
+    kept = both["error"].isna().to_numpy()
+    films = scored[kept]
+    y, p = films["y"].to_numpy(int), films["probability"].to_numpy(float)
+    p_other = both.loc[kept, "probability"].to_numpy(float)
+    if len(np.unique(y)) < 2:
+        raise DataError("the films both models scored hold only one class: the models cannot be compared")
+    metrics = {**evaluation.ranking_metrics(y, p_other), **evaluation.threshold_metrics(y, p_other, threshold)}
+    difference = evaluation.paired_auc_difference(y, p, p_other, np.array(cohort_patients(films)))
+    return {"model": source, "films": int(kept.sum()), "refused_by_it_only": int((~kept).sum()),
+            "metrics": metrics, "auc_difference": difference}
+
+
 def film_shift(scored: pd.DataFrame, training_films: dict | None) -> pd.DataFrame | None:
     """How the cohort's films differ from the model's training films, per class (film_stats);
     None when the model's card holds no training-film reference (registered before it did)."""
@@ -231,6 +249,11 @@ def log_run(cfg: Config, report: dict, paths: list[Path], info: dict) -> str:
                  for row in report.get("film_shift", [])}
         mlflow.log_metrics({"cohort_images": report["count"], "cohort_refused": info["refused"],
                             **subgroup_metrics(report), **shift})
+        if report.get("against"):
+            other = report["against"]
+            tracking.log_metric_tree("cohort_against", other["metrics"])
+            tracking.log_metric_tree("cohort_auc_minus_against", other["auc_difference"])
+            mlflow.set_tag("cxr.against", other["model"])
         tracking.log_files(paths, "assessment")
     if info.get("version"):
         m = report["metrics"]

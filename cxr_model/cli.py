@@ -49,6 +49,19 @@ def _load_predictor(cfg: Config, model: str | None, threshold: float | None):
         raise CxrError(f"cannot load model {uri}: {str(exc).splitlines()[0]}{hint}") from None
 
 
+def _print_against(against: dict) -> None:
+    from cxr_model.evaluation import describe
+
+    m, d = against["metrics"], against["auc_difference"]
+    at = (f"its threshold {m['threshold']:.3f}" if against.get("threshold_stored")
+          else f"{m['threshold']:.3f} (a bare model file stores no threshold)")
+    print(f"  against {against['model']}, on the same {against['films']} films, at {at}: {describe(m)}")
+    verdict = ("the two cannot be told apart on these films" if d["low"] <= 0 <= d["high"]
+               else f"{'this model' if d['difference'] > 0 else 'that one'} ranks these films better")
+    print(f"  AUC, this model minus that one: {d['difference']:+.4f} ({d['low']:+.4f} to {d['high']:+.4f}, "
+          f"the same patients redrawn for both): {verdict}")
+
+
 def predict(cfg: Config, args: argparse.Namespace) -> int:
     """Score files and folders; a per-file reason for anything that cannot be scored."""
     from cxr_model import images, prediction
@@ -109,6 +122,7 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
             print(f"cxr assess: {len(unlisted)} entries of {args.film_list} name no film of the cohort, e.g. "
                   f"{', '.join(unlisted[:3])}", file=sys.stderr)
     predictor = _load_predictor(cfg, args.model, args.threshold)
+    other = _load_predictor(cfg, args.against, None) if args.against else None  # fails before any scoring
     results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, headers=True,
                                       statistics=True)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
@@ -119,6 +133,10 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     interval = predictor.card.get("threshold", {}).get("ci95") if args.threshold is None else None
     report = assessment.cohort_report(scored, predictor.threshold, interval)
     report["patients_from"] = assessment.patients_source(results, args.film_list)
+    if other is not None:  # the same films through a second model, for a site choosing between two
+        theirs = other.predict_files([Path(p) for p in files["path"]], gradcam=False, progress=False)
+        report["against"] = {**assessment.against(scored, theirs, other.threshold, other.source),
+                             "threshold_stored": bool(other.card.get("threshold"))}
     training_films = predictor.card.get("training_films")
     shift = assessment.film_shift(scored, training_films)
     if shift is not None:
@@ -152,6 +170,8 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
                   + shown + auc)
     if predictor.card.get("test_metrics"):
         print(f"  the model on its own test split: {describe(predictor.card['test_metrics'])}")
+    if report.get("against"):
+        _print_against(report["against"])
     _print_film_shift(shift, out, "the figures above")
     if not args.no_track:
         run_id = assessment.log_run(cfg, report, paths, info)
@@ -284,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--name", help="cohort name for outputs and MLflow (default: the folder's name)")
     a.add_argument("--out", help="output folder (default: artifacts/assess/<name>)")
     a.add_argument("--threshold", type=_threshold, help="override the model's stored decision threshold (0-1)")
+    a.add_argument("--against", metavar="MODEL", help="a second model (the forms --model takes) to score the "
+                   "same films at its own stored threshold, with the AUC difference and its interval")
     a.add_argument("--film-list", metavar="CSV", help="your list of the films: a file column (the path below "
                    "the folder, or the file name) and a patient column (for films whose names and headers do not "
                    "say it) and/or subgroup columns (scanner, series, ...: figures per value)")

@@ -87,6 +87,32 @@ def test_the_report_measures_the_scored_films_and_writes_what_a_reader_needs(tmp
         assessment.cohort_report(scored[scored["y"] == 1], 0.5)
 
 
+def test_a_second_model_on_the_same_films_gives_the_paired_auc_difference():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(60, int), np.ones(90, int)]
+    paths = [f"/c/PNEUMONIA/person{i // 3}_bacteria_{i}.jpeg" if v else f"/c/NORMAL/IM-{i:04d}-0001.jpeg"
+             for i, v in enumerate(y)]
+    sharp, blunt = np.clip(rng.normal(0.25 + 0.5 * y, 0.15), 0, 1), np.clip(rng.normal(0.4 + 0.15 * y, 0.2), 0, 1)
+    results = pd.DataFrame({"path": paths, "y": y, "probability": sharp, "type": "", "error": None})
+    results.loc[3, "error"] = "not a usable image"  # refused by this model: in neither side of the comparison
+    scored = results[results["error"].isna()]
+    theirs = pd.DataFrame({"probability": blunt, "error": None})
+    theirs.loc[[5, 100], ["probability", "error"]] = [np.nan, "refused"]  # refused by the other model only
+    kept = np.ones(len(y), bool)
+    kept[[3, 5, 100]] = False
+    report = assessment.against(scored, theirs, 0.4, "models:/x/1")
+    assert report["films"] == 147 and report["refused_by_it_only"] == 2 and report["model"] == "models:/x/1"
+    assert report["metrics"]["auc"] == pytest.approx(roc_auc_score(y[kept], blunt[kept]))
+    assert report["metrics"]["specificity"] == pytest.approx(np.mean(blunt[kept & (y == 0)] < 0.4))
+    d = report["auc_difference"]
+    assert d["difference"] == pytest.approx(roc_auc_score(y[kept], sharp[kept]) - roc_auc_score(y[kept], blunt[kept]))
+    assert 0 < d["low"] < d["difference"] < d["high"]  # a real gap: the interval leaves zero out
+    same = assessment.against(scored, results[["probability", "error"]], 0.4, "itself")["auc_difference"]
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    with pytest.raises(DataError, match="only one class"):
+        assessment.against(scored[scored["y"] == 1], theirs, 0.4, "models:/x/1")
+
+
 def test_a_films_patient_is_its_dicom_patient_id_else_the_one_its_name_gives(tmp_path):
     scored = pd.DataFrame({
         "path": ["/c/NORMAL/1.2.3", "/c/NORMAL/1.2.4", "/c/NORMAL/scan.png", "/c/PNEUMONIA/person7_virus_1.jpeg",

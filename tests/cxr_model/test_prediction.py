@@ -375,3 +375,45 @@ def test_assess_says_when_the_cohorts_films_are_unlike_the_training_films(projec
     smooth = per_film["path"].str.contains("/NORMAL/")
     assert per_film.loc[smooth, "detail"].max() < per_film.loc[~smooth, "detail"].median() * 2
     assert per_film[["brightness", "contrast", "detail"]].notna().all().all()
+
+
+def test_assess_against_a_second_model_scores_the_same_films_and_tracks_the_difference(project, tmp_path, capsys):
+    cfg, params = project
+    from cxr_model.model import build_model
+
+    untrained = tmp_path / "untrained.keras"  # a bare model file of the same input, never trained
+    build_model(cfg.preprocess.image_size, cfg.model, seed=7).save(untrained)
+    out = tmp_path / "assessed"
+    assert cli.main(["--params", str(params), "assess", str(cfg.data_source / "test"), "--name", "site-c",
+                     "--out", str(out), "--against", str(untrained)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "metrics.json").read_text())
+    against = report["against"]
+    assert against["model"] == str(untrained) and against["films"] == report["count"]
+    assert against["metrics"]["threshold"] == 0.5  # a bare file carries no stored threshold
+    d = against["auc_difference"]
+    assert d["difference"] == pytest.approx(report["metrics"]["auc"] - against["metrics"]["auc"])
+    assert d["low"] <= d["difference"] <= d["high"]
+    assert not against["threshold_stored"]
+    assert (f"  against {untrained}, on the same {against['films']} films, at 0.500 (a bare model file stores "
+            "no threshold): auc ") in printed
+    assert f"  AUC, this model minus that one: {d['difference']:+.4f} ({d['low']:+.4f} to {d['high']:+.4f}" in printed
+    client = mlflow.MlflowClient(cfg.tracking_uri, cfg.tracking_uri)
+    run = client.search_runs([client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id],
+                             "tags.`cxr.cohort` = 'site-c'")[0]
+    assert run.data.tags["cxr.against"] == str(untrained)
+    assert run.data.metrics["cohort_auc_minus_against_difference"] == pytest.approx(d["difference"])
+    assert run.data.metrics["cohort_against_auc"] == pytest.approx(against["metrics"]["auc"])
+    # Against a registered version (here the champion itself): its stored threshold, and no difference.
+    version = client.get_model_version_by_alias(cfg.mlflow.registered_model, "champion").version
+    assert cli.main(["--params", str(params), "assess", str(cfg.data_source / "test"), "--no-track",
+                     "--out", str(tmp_path / "itself"), "--against", f"models:/{cfg.mlflow.registered_model}/{version}"]) == 0
+    printed = capsys.readouterr().out
+    itself = json.loads((tmp_path / "itself" / "metrics.json").read_text())["against"]
+    assert itself["threshold_stored"] and itself["auc_difference"]["difference"] == 0
+    assert f"at its threshold {report['metrics']['threshold']:.3f}: auc " in printed
+    assert "the two cannot be told apart on these films" in printed
+    # A model that cannot be loaded stops the command in one sentence, before anything is written.
+    assert cli.main(["--params", str(params), "assess", str(cfg.data_source / "test"), "--no-track",
+                     "--out", str(tmp_path / "none"), "--against", str(tmp_path / "missing.keras")]) == 1
+    assert "cannot load model" in capsys.readouterr().err and not (tmp_path / "none").exists()
