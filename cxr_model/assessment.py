@@ -157,11 +157,13 @@ def cohort_report(scored: pd.DataFrame, threshold: float, threshold_ci95: dict |
     return report
 
 
-def against(scored: pd.DataFrame, other: pd.DataFrame, threshold: float, source: str) -> dict:
-    """Another model on the same films (`other`: its results for the cohort's files, in order),
-    and the AUC difference with an interval that redraws the same patients for both: a site
-    choosing between two models on its own films needs to know whether the gap is the films'
-    draw. Films either model refused are left out of the comparison."""
+def against(scored: pd.DataFrame, other: pd.DataFrame, threshold: float, source: str,
+            own_threshold: float) -> dict:
+    """Another model on the same films (`other`: its results for the cohort's files, in order,
+    called at `threshold`; this model's at `own_threshold`), and the differences in AUC and, at
+    each model's threshold, in accuracy, sensitivity and specificity, with intervals that redraw
+    the same patients for both: a site choosing between two models on its own films needs to
+    know whether a gap is the films' draw. Films either model refused are left out."""
     both = other.loc[scored.index]
     kept = both["error"].isna().to_numpy()
     films = scored[kept]
@@ -170,9 +172,34 @@ def against(scored: pd.DataFrame, other: pd.DataFrame, threshold: float, source:
     if len(np.unique(y)) < 2:
         raise DataError("the films both models scored hold only one class: the models cannot be compared")
     metrics = {**evaluation.ranking_metrics(y, p_other), **evaluation.threshold_metrics(y, p_other, threshold)}
-    difference = evaluation.paired_auc_difference(y, p, p_other, np.array(cohort_patients(films)))
+    patients = np.array(cohort_patients(films))
+    difference = evaluation.paired_auc_difference(y, p, p_other, patients)
+    rates = rate_differences(y, p >= own_threshold, p_other >= threshold, patients)
     return {"model": source, "films": int(kept.sum()), "refused_by_it_only": int((~kept).sum()),
-            "metrics": metrics, "auc_difference": difference}
+            "metrics": metrics, "auc_difference": difference, "rate_differences": rates}
+
+
+RATES = ("accuracy", "sensitivity", "specificity")
+
+
+def rate_differences(y: np.ndarray, called: np.ndarray, called_other: np.ndarray, patients: np.ndarray,
+                     n_boot: int = 2000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Accuracy, sensitivity and specificity of one model's calls minus another's on the same
+    films, each at its own threshold, with intervals that redraw the same patients for both: the
+    operating points a clinic would use, not only the ranking."""
+    y = np.asarray(y).astype(bool)
+    w = np.vstack([np.ones(len(y)), evaluation.resample_weights(len(y), n_boot, seed, patients)])
+
+    def rates(called: np.ndarray) -> dict[str, np.ndarray]:
+        called = np.asarray(called, dtype=bool)
+        tp, fn = w @ (called & y), w @ (~called & y)
+        tn, fp = w @ (~called & ~y), w @ (called & ~y)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {"accuracy": (tp + tn) / w.sum(1), "sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp)}
+
+    mine, theirs = rates(called), rates(called_other)
+    return {name: {"difference": float(mine[name][0] - theirs[name][0]),
+                   **evaluation.percentile_interval(mine[name][1:] - theirs[name][1:])} for name in RATES}
 
 
 def film_shift(scored: pd.DataFrame, training_films: dict | None) -> pd.DataFrame | None:
@@ -253,6 +280,7 @@ def log_run(cfg: Config, report: dict, paths: list[Path], info: dict) -> str:
             other = report["against"]
             tracking.log_metric_tree("cohort_against", other["metrics"])
             tracking.log_metric_tree("cohort_auc_minus_against", other["auc_difference"])
+            tracking.log_metric_tree("cohort_minus_against", other["rate_differences"])
             mlflow.set_tag("cxr.against", other["model"])
         tracking.log_files(paths, "assessment")
     if info.get("version"):

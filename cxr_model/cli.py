@@ -54,12 +54,16 @@ def _print_against(against: dict) -> None:
 
     m, d = against["metrics"], against["auc_difference"]
     at = (f"its threshold {m['threshold']:.3f}" if against.get("threshold_stored")
-          else f"{m['threshold']:.3f} (a bare model file stores no threshold)")
+          else f"the threshold given, {m['threshold']:.3f}" if against.get("threshold_given")
+          else f"{m['threshold']:.3f} (a bare model file stores no threshold: give one with --against-threshold)")
     print(f"  against {against['model']}, on the same {against['films']} films, at {at}: {describe(m)}")
     verdict = ("the two cannot be told apart on these films" if d["low"] <= 0 <= d["high"]
                else f"{'this model' if d['difference'] > 0 else 'that one'} ranks these films better")
     print(f"  AUC, this model minus that one: {d['difference']:+.4f} ({d['low']:+.4f} to {d['high']:+.4f}, "
           f"the same patients redrawn for both): {verdict}")
+    rates = against.get("rate_differences", {})
+    print("  at each model's threshold, this model minus that one: " + ", ".join(
+        f"{name} {r['difference']:+.3f} ({r['low']:+.3f} to {r['high']:+.3f})" for name, r in rates.items()))
 
 
 def predict(cfg: Config, args: argparse.Namespace) -> int:
@@ -122,7 +126,9 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
             print(f"cxr assess: {len(unlisted)} entries of {args.film_list} name no film of the cohort, e.g. "
                   f"{', '.join(unlisted[:3])}", file=sys.stderr)
     predictor = _load_predictor(cfg, args.model, args.threshold)
-    other = _load_predictor(cfg, args.against, None) if args.against else None  # fails before any scoring
+    if args.against_threshold is not None and not args.against:
+        raise CxrError("--against-threshold needs --against MODEL")
+    other = _load_predictor(cfg, args.against, args.against_threshold) if args.against else None  # fails before any scoring
     results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, headers=True,
                                       statistics=True)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
@@ -135,8 +141,9 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     report["patients_from"] = assessment.patients_source(results, args.film_list)
     if other is not None:  # the same films through a second model, for a site choosing between two
         theirs = other.predict_files([Path(p) for p in files["path"]], gradcam=False, progress=False)
-        report["against"] = {**assessment.against(scored, theirs, other.threshold, other.source),
-                             "threshold_stored": bool(other.card.get("threshold"))}
+        report["against"] = {**assessment.against(scored, theirs, other.threshold, other.source, predictor.threshold),
+                             "threshold_given": args.against_threshold is not None,
+                             "threshold_stored": args.against_threshold is None and bool(other.card.get("threshold"))}
     training_films = predictor.card.get("training_films")
     shift = assessment.film_shift(scored, training_films)
     if shift is not None:
@@ -306,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--threshold", type=_threshold, help="override the model's stored decision threshold (0-1)")
     a.add_argument("--against", metavar="MODEL", help="a second model (the forms --model takes) to score the "
                    "same films at its own stored threshold, with the AUC difference and its interval")
+    a.add_argument("--against-threshold", type=_threshold, metavar="THRESHOLD",
+                   help="the second model's threshold (0-1): a bare .keras file stores none (0.5 otherwise)")
     a.add_argument("--film-list", metavar="CSV", help="your list of the films: a file column (the path below "
                    "the folder, or the file name) and a patient column (for films whose names and headers do not "
                    "say it) and/or subgroup columns (scanner, series, ...: figures per value)")

@@ -100,17 +100,26 @@ def test_a_second_model_on_the_same_films_gives_the_paired_auc_difference():
     theirs.loc[[5, 100], ["probability", "error"]] = [np.nan, "refused"]  # refused by the other model only
     kept = np.ones(len(y), bool)
     kept[[3, 5, 100]] = False
-    report = assessment.against(scored, theirs, 0.4, "models:/x/1")
+    report = assessment.against(scored, theirs, 0.4, "models:/x/1", own_threshold=0.5)
     assert report["films"] == 147 and report["refused_by_it_only"] == 2 and report["model"] == "models:/x/1"
     assert report["metrics"]["auc"] == pytest.approx(roc_auc_score(y[kept], blunt[kept]))
     assert report["metrics"]["specificity"] == pytest.approx(np.mean(blunt[kept & (y == 0)] < 0.4))
     d = report["auc_difference"]
     assert d["difference"] == pytest.approx(roc_auc_score(y[kept], sharp[kept]) - roc_auc_score(y[kept], blunt[kept]))
     assert 0 < d["low"] < d["difference"] < d["high"]  # a real gap: the interval leaves zero out
-    same = assessment.against(scored, results[["probability", "error"]], 0.4, "itself")["auc_difference"]
-    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    # At each model's own threshold: this one calls at 0.5, the other at 0.4.
+    rates, normal, sick = report["rate_differences"], kept & (y == 0), kept & (y == 1)
+    assert rates["specificity"]["difference"] == pytest.approx(np.mean(sharp[normal] < 0.5) - np.mean(blunt[normal] < 0.4))
+    assert rates["sensitivity"]["difference"] == pytest.approx(np.mean(sharp[sick] >= 0.5) - np.mean(blunt[sick] >= 0.4))
+    assert rates["accuracy"]["difference"] == pytest.approx(
+        np.mean((sharp[kept] >= 0.5) == y[kept]) - np.mean((blunt[kept] >= 0.4) == y[kept]))
+    assert all(r["low"] <= r["difference"] <= r["high"] for r in rates.values())
+    assert rates["specificity"]["low"] > 0  # the blunt model calls most NORMAL films pneumonia at 0.4
+    same = assessment.against(scored, results[["probability", "error"]], 0.4, "itself", own_threshold=0.4)
+    assert same["auc_difference"] == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    assert all(r == {"difference": 0.0, "low": 0.0, "high": 0.0} for r in same["rate_differences"].values())
     with pytest.raises(DataError, match="only one class"):
-        assessment.against(scored[scored["y"] == 1], theirs, 0.4, "models:/x/1")
+        assessment.against(scored[scored["y"] == 1], theirs, 0.4, "models:/x/1", own_threshold=0.5)
 
 
 def test_a_films_patient_is_its_dicom_patient_id_else_the_one_its_name_gives(tmp_path):

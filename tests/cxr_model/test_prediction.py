@@ -396,14 +396,19 @@ def test_assess_against_a_second_model_scores_the_same_films_and_tracks_the_diff
     assert d["low"] <= d["difference"] <= d["high"]
     assert not against["threshold_stored"]
     assert (f"  against {untrained}, on the same {against['films']} films, at 0.500 (a bare model file stores "
-            "no threshold): auc ") in printed
+            "no threshold: give one with --against-threshold): auc ") in printed
     assert f"  AUC, this model minus that one: {d['difference']:+.4f} ({d['low']:+.4f} to {d['high']:+.4f}" in printed
+    spec = against["rate_differences"]["specificity"]
+    assert spec["difference"] == pytest.approx(report["metrics"]["specificity"] - against["metrics"]["specificity"])
+    assert (f"  at each model's threshold, this model minus that one: accuracy "
+            f"{against['rate_differences']['accuracy']['difference']:+.3f} (") in printed
     client = mlflow.MlflowClient(cfg.tracking_uri, cfg.tracking_uri)
     run = client.search_runs([client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id],
                              "tags.`cxr.cohort` = 'site-c'")[0]
     assert run.data.tags["cxr.against"] == str(untrained)
     assert run.data.metrics["cohort_auc_minus_against_difference"] == pytest.approx(d["difference"])
     assert run.data.metrics["cohort_against_auc"] == pytest.approx(against["metrics"]["auc"])
+    assert run.data.metrics["cohort_minus_against_specificity_difference"] == pytest.approx(spec["difference"])
     # Against a registered version (here the champion itself): its stored threshold, and no difference.
     version = client.get_model_version_by_alias(cfg.mlflow.registered_model, "champion").version
     assert cli.main(["--params", str(params), "assess", str(cfg.data_source / "test"), "--no-track",
@@ -413,6 +418,15 @@ def test_assess_against_a_second_model_scores_the_same_films_and_tracks_the_diff
     assert itself["threshold_stored"] and itself["auc_difference"]["difference"] == 0
     assert f"at its threshold {report['metrics']['threshold']:.3f}: auc " in printed
     assert "the two cannot be told apart on these films" in printed
+    # The bare file's threshold given by hand; without --against it is a mistake said in one sentence.
+    assert cli.main(["--params", str(params), "assess", str(cfg.data_source / "test"), "--no-track", "--out",
+                     str(tmp_path / "given"), "--against", str(untrained), "--against-threshold", "0.3"]) == 0
+    given = json.loads((tmp_path / "given" / "metrics.json").read_text())["against"]
+    assert given["metrics"]["threshold"] == 0.3 and given["threshold_given"] and not given["threshold_stored"]
+    assert "at the threshold given, 0.300: auc " in capsys.readouterr().out
+    assert cli.main(["--params", str(params), "assess", str(cfg.data_source / "test"), "--no-track",
+                     "--against-threshold", "0.3"]) == 1
+    assert "--against-threshold needs --against MODEL" in capsys.readouterr().err
     # A model that cannot be loaded stops the command in one sentence, before anything is written.
     assert cli.main(["--params", str(params), "assess", str(cfg.data_source / "test"), "--no-track",
                      "--out", str(tmp_path / "none"), "--against", str(tmp_path / "missing.keras")]) == 1
