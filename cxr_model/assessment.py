@@ -174,32 +174,9 @@ def against(scored: pd.DataFrame, other: pd.DataFrame, threshold: float, source:
     metrics = {**evaluation.ranking_metrics(y, p_other), **evaluation.threshold_metrics(y, p_other, threshold)}
     patients = np.array(cohort_patients(films))
     difference = evaluation.paired_auc_difference(y, p, p_other, patients)
-    rates = rate_differences(y, p >= own_threshold, p_other >= threshold, patients)
+    rates = evaluation.paired_rate_differences(y, p >= own_threshold, p_other >= threshold, patients)
     return {"model": source, "films": int(kept.sum()), "refused_by_it_only": int((~kept).sum()),
             "metrics": metrics, "auc_difference": difference, "rate_differences": rates}
-
-
-RATES = ("accuracy", "sensitivity", "specificity")
-
-
-def rate_differences(y: np.ndarray, called: np.ndarray, called_other: np.ndarray, patients: np.ndarray,
-                     n_boot: int = 2000, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Accuracy, sensitivity and specificity of one model's calls minus another's on the same
-    films, each at its own threshold, with intervals that redraw the same patients for both: the
-    operating points a clinic would use, not only the ranking."""
-    y = np.asarray(y).astype(bool)
-    w = np.vstack([np.ones(len(y)), evaluation.resample_weights(len(y), n_boot, seed, patients)])
-
-    def rates(called: np.ndarray) -> dict[str, np.ndarray]:
-        called = np.asarray(called, dtype=bool)
-        tp, fn = w @ (called & y), w @ (~called & y)
-        tn, fp = w @ (~called & ~y), w @ (called & ~y)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return {"accuracy": (tp + tn) / w.sum(1), "sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp)}
-
-    mine, theirs = rates(called), rates(called_other)
-    return {name: {"difference": float(mine[name][0] - theirs[name][0]),
-                   **evaluation.percentile_interval(mine[name][1:] - theirs[name][1:])} for name in RATES}
 
 
 def film_shift(scored: pd.DataFrame, training_films: dict | None) -> pd.DataFrame | None:

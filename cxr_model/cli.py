@@ -116,6 +116,8 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     from cxr_model import assessment
     from cxr_model.evaluation import describe
 
+    if args.against_threshold is not None and not args.against:
+        raise CxrError("--against-threshold needs --against MODEL")
     folder = Path(args.folder)
     cohort = assessment.cohort_name(args.name or folder.resolve().name)
     files = assessment.labelled_files(folder)
@@ -126,8 +128,6 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
             print(f"cxr assess: {len(unlisted)} entries of {args.film_list} name no film of the cohort, e.g. "
                   f"{', '.join(unlisted[:3])}", file=sys.stderr)
     predictor = _load_predictor(cfg, args.model, args.threshold)
-    if args.against_threshold is not None and not args.against:
-        raise CxrError("--against-threshold needs --against MODEL")
     other = _load_predictor(cfg, args.against, args.against_threshold) if args.against else None  # fails before any scoring
     results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, headers=True,
                                       statistics=True)

@@ -196,15 +196,20 @@ def bootstrap_ci(
     a patient's films rise and fall together."""
     y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
     w = resample_weights(len(y), n_boot, seed, clusters)
-    pred = p >= threshold
-    tp, fp = w @ (pred & y), w @ (pred & ~y)
-    tn, fn = w @ (~pred & ~y), w @ (~pred & y)
+    values = {"auc": weighted_auc(y, p, w), **weighted_rates(y, p >= threshold, w)}
+    return {name: percentile_interval(arr, level) for name, arr in values.items()}
+
+
+def weighted_rates(y: np.ndarray, called: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, sensitivity, specificity, precision, F1 and balanced accuracy of one set of calls
+    under each row of weights w (n_boot, n); NaN where a rate's films got no weight."""
+    y, called = np.asarray(y, dtype=bool), np.asarray(called, dtype=bool)
+    tp, fp = w @ (called & y), w @ (called & ~y)
+    tn, fn = w @ (~called & ~y), w @ (~called & y)
     with np.errstate(invalid="ignore", divide="ignore"):
         sens, spec, prec = tp / (tp + fn), tn / (tn + fp), tp / (tp + fp)
-        values = {"auc": weighted_auc(y, p, w), "accuracy": (tp + tn) / w.sum(1), "sensitivity": sens,
-                  "specificity": spec, "precision": prec, "f1": 2 * prec * sens / (prec + sens),
-                  "balanced_accuracy": (sens + spec) / 2}
-    return {name: percentile_interval(arr, level) for name, arr in values.items()}
+        return {"accuracy": (tp + tn) / w.sum(1), "sensitivity": sens, "specificity": spec, "precision": prec,
+                "f1": 2 * prec * sens / (prec + sens), "balanced_accuracy": (sens + spec) / 2}
 
 
 def paired_auc_difference(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, clusters: np.ndarray | None = None,
@@ -217,6 +222,22 @@ def paired_auc_difference(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, c
     interval = percentile_interval(weighted_auc(y, p_new, w) - weighted_auc(y, p_old, w), level)
     point = ranking_metrics(y, p_new)["auc"] - ranking_metrics(y, p_old)["auc"]
     return {"difference": float(point), **interval}
+
+
+PAIRED_RATES = ("accuracy", "sensitivity", "specificity")
+
+
+def paired_rate_differences(y: np.ndarray, called_new: np.ndarray, called_old: np.ndarray,
+                            clusters: np.ndarray | None = None, n_boot: int = 2000, seed: int = 0,
+                            level: float = 0.95) -> dict[str, dict[str, float]]:
+    """Accuracy, sensitivity and specificity of one model's calls minus another's on the same
+    films (each at its own threshold), with paired bootstrap intervals drawn as
+    `paired_auc_difference` draws them: the operating points a clinic would use, not only the
+    ranking."""
+    w = np.vstack([np.ones(len(y)), resample_weights(len(y), n_boot, seed, clusters)])  # row 0: the films as they are
+    new, old = weighted_rates(y, called_new, w), weighted_rates(y, called_old, w)
+    return {name: {"difference": float(new[name][0] - old[name][0]),
+                   **percentile_interval(new[name][1:] - old[name][1:], level)} for name in PAIRED_RATES}
 
 
 def wilson_interval(k: float, n: float, level: float = 0.95) -> dict[str, float]:
