@@ -164,19 +164,24 @@ def against(scored: pd.DataFrame, other: pd.DataFrame, threshold: float, source:
     each model's threshold, in accuracy, sensitivity and specificity, with intervals that redraw
     the same patients for both: a site choosing between two models on its own films needs to
     know whether a gap is the films' draw. Films either model refused are left out."""
-    both = other.loc[scored.index]
-    kept = both["error"].isna().to_numpy()
-    films = scored[kept]
+    films, p_other = both_scored(scored, other)
     y, p = films["y"].to_numpy(int), films["probability"].to_numpy(float)
-    p_other = both.loc[kept, "probability"].to_numpy(float)
     if len(np.unique(y)) < 2:
         raise DataError("the films both models scored hold only one class: the models cannot be compared")
     metrics = {**evaluation.ranking_metrics(y, p_other), **evaluation.threshold_metrics(y, p_other, threshold)}
     patients = np.array(cohort_patients(films))
     difference = evaluation.paired_auc_difference(y, p, p_other, patients)
     rates = evaluation.paired_rate_differences(y, p >= own_threshold, p_other >= threshold, patients)
-    return {"model": source, "films": int(kept.sum()), "refused_by_it_only": int((~kept).sum()),
+    return {"model": source, "films": len(films), "refused_by_it_only": len(scored) - len(films),
             "metrics": metrics, "auc_difference": difference, "rate_differences": rates}
+
+
+def both_scored(scored: pd.DataFrame, other: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The films this model scored that the other model scored too, and its scores for them
+    (`other`: its results for the cohort's files, indexed as this model's)."""
+    both = other.loc[scored.index]
+    kept = both["error"].isna().to_numpy()
+    return scored[kept], both.loc[kept, "probability"].to_numpy(float)
 
 
 def film_shift(scored: pd.DataFrame, training_films: dict | None) -> pd.DataFrame | None:
@@ -198,10 +203,14 @@ def cohort_patients(scored: pd.DataFrame) -> list[str]:
 
 
 def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out: Path,
-                  name: str = "cohort", training_films: dict | None = None) -> list[Path]:
+                  name: str = "cohort", training_films: dict | None = None,
+                  theirs: pd.DataFrame | None = None) -> list[Path]:
     """metrics.json, per-image predictions and the plots a reader looks at first (with the
-    report's `film_shift` against the model's `training_films`, when known)."""
+    report's `film_shift` against the model's `training_films`, when known, and with the second
+    model's scores, `theirs`, beside this one's when the report holds `against`)."""
     out.mkdir(parents=True, exist_ok=True)
+    if theirs is not None:
+        results = results.assign(against_probability=theirs.loc[results.index, "probability"])
     # Patient IDs never leave memory; the site's subgroup columns stay with the site's own list.
     results = results.drop(columns=[c for c in results.columns if c in IDENTIFIERS or c.startswith(SUBGROUP)])
     y, p = scored["y"].to_numpy(int), scored["probability"].to_numpy(float)
@@ -215,6 +224,8 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
         plots.roc(y, p, t, out / "roc.png", report["metrics"]["auc"], cohort=name),
         plots.reliability({name: report["calibration"]}, out / "reliability.png"),
     ]
+    if theirs is not None and report.get("against"):
+        paths.append(roc_against(report, scored, theirs, out / "roc_against.png", name))
     if any(report.get("by_subgroup", {}).values()):
         paths.append(plots.subgroups(report["by_subgroup"], out / "subgroups.png", name))
     if report.get("film_shift") and training_films:
@@ -223,6 +234,26 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
         paths += [out / "film_shift.csv",
                   plots.film_shift(shift, training_films, film_stats.columns(scored), y, out / "film_shift.png", name)]
     return paths
+
+
+def roc_against(report: dict, scored: pd.DataFrame, theirs: pd.DataFrame, path: Path, name: str) -> Path:
+    """Both models' ROC curves on the films both scored, each at its own threshold, titled with
+    the paired AUC difference."""
+    other = report["against"]
+    films, p_other = both_scored(scored, theirs)
+    y = films["y"].to_numpy(int)
+    this_auc = evaluation.ranking_metrics(y, films["probability"].to_numpy(float))["auc"]
+    d = other["auc_difference"]
+    return plots.roc_curves(y, [("this model", films["probability"].to_numpy(float), report["metrics"]["threshold"], this_auc),
+                                (f"against {short_source(other['model'])}", p_other, other["metrics"]["threshold"],
+                                 other["metrics"]["auc"])], path,
+                            f"{name}: {other['films']} films both scored; AUC difference {d['difference']:+.4f}\n"
+                            f"({d['low']:+.4f} to {d['high']:+.4f}, patients redrawn)")
+
+
+def short_source(source: str) -> str:
+    """A model's name for a legend: its end, where files of one name differ."""
+    return source if len(source) <= 40 else "…" + source[-39:]
 
 
 def subgroup_metrics(report: dict) -> dict[str, float]:

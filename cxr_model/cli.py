@@ -139,6 +139,7 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     interval = predictor.card.get("threshold", {}).get("ci95") if args.threshold is None else None
     report = assessment.cohort_report(scored, predictor.threshold, interval)
     report["patients_from"] = assessment.patients_source(results, args.film_list)
+    theirs = None
     if other is not None:  # the same films through a second model, for a site choosing between two
         theirs = other.predict_files([Path(p) for p in files["path"]], gradcam=False, progress=False)
         report["against"] = {**assessment.against(scored, theirs, other.threshold, other.source, predictor.threshold),
@@ -149,7 +150,7 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     if shift is not None:
         report["film_shift"] = shift.to_dict("records")
     out = Path(args.out) if args.out else cfg.layout.assessment_dir(cohort)
-    paths = assessment.write_outputs(report, results, scored, out, cohort, training_films)
+    paths = assessment.write_outputs(report, results, scored, out, cohort, training_films, theirs)
     info = {"cohort": cohort, "path": str(folder.resolve()), "fingerprint": assessment.fingerprint(results),
             "source": predictor.source, "version": predictor.card.get("version"), "refused": refused}
     m, n_pos = report["metrics"], int(scored["y"].sum())

@@ -61,16 +61,28 @@ def confusion_matrix(counts: dict[str, int], path: Path, title: str) -> Path:
 
 def roc(y: np.ndarray, p: np.ndarray, threshold: float, path: Path, auc: float, cohort: str = "test") -> Path:
     """ROC curve with the operating point of the chosen threshold marked."""
-    fpr, tpr, _ = roc_curve(y, p)
-    pred = p >= threshold
-    op = (np.mean(pred[y == 0]), np.mean(pred[y == 1]))
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.plot(fpr, tpr, label=f"{cohort} AUC {auc:.3f}")
+    return roc_curves(y, [(cohort, p, threshold, auc)], path)
+
+
+def roc_curves(y: np.ndarray, curves: list[tuple[str, np.ndarray, float, float]], path: Path,
+               title: str | None = None) -> Path:
+    """Several models' ROC curves on the same films (label, scores, threshold, AUC each), each
+    with its operating point: where one model's gain sits (which false-positive rates) is seen,
+    not read."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.8) if len(curves) > 1 else (4.6, 4.2))
+    for i, (label, p, threshold, auc) in enumerate(curves):
+        fpr, tpr, _ = roc_curve(y, p)
+        pred = p >= threshold
+        color = "tab:blue" if len(curves) == 1 else f"C{i}"
+        ax.plot(fpr, tpr, color=color, label=f"{label} AUC {auc:.3f}")
+        ax.scatter([np.mean(pred[y == 0])], [np.mean(pred[y == 1])], zorder=3, edgecolors="black",
+                   color="red" if len(curves) == 1 else color, label=f"threshold {threshold:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
-    ax.scatter([op[0]], [op[1]], color="red", zorder=3, label=f"threshold {threshold:.3f}")
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8 if len(curves) > 1 else None)
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

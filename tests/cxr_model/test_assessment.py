@@ -87,7 +87,7 @@ def test_the_report_measures_the_scored_films_and_writes_what_a_reader_needs(tmp
         assessment.cohort_report(scored[scored["y"] == 1], 0.5)
 
 
-def test_a_second_model_on_the_same_films_gives_the_paired_auc_difference():
+def test_a_second_model_on_the_same_films_gives_the_paired_auc_difference(tmp_path):
     rng = np.random.default_rng(1)
     y = np.r_[np.zeros(60, int), np.ones(90, int)]
     paths = [f"/c/PNEUMONIA/person{i // 3}_bacteria_{i}.jpeg" if v else f"/c/NORMAL/IM-{i:04d}-0001.jpeg"
@@ -115,6 +115,13 @@ def test_a_second_model_on_the_same_films_gives_the_paired_auc_difference():
         np.mean((sharp[kept] >= 0.5) == y[kept]) - np.mean((blunt[kept] >= 0.4) == y[kept]))
     assert all(r["low"] <= r["difference"] <= r["high"] for r in rates.values())
     assert rates["specificity"]["low"] > 0  # the blunt model calls most NORMAL films pneumonia at 0.4
+    # Written out: the other model's score beside each film's (none where it refused), and both curves.
+    own = assessment.cohort_report(scored, 0.5)
+    paths = assessment.write_outputs({**own, "against": report}, results, scored, tmp_path / "out", theirs=theirs)
+    assert tmp_path / "out" / "roc_against.png" in paths
+    per_film = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert per_film["against_probability"].isna().tolist() == [i in (5, 100) for i in range(len(y))]
+    assert np.allclose(per_film["against_probability"].dropna(), np.delete(blunt, [5, 100]))
     same = assessment.against(scored, results[["probability", "error"]], 0.4, "itself", own_threshold=0.4)
     assert same["auc_difference"] == {"difference": 0.0, "low": 0.0, "high": 0.0}
     assert all(r == {"difference": 0.0, "low": 0.0, "high": 0.0} for r in same["rate_differences"].values())

@@ -57,3 +57,20 @@ def test_subgroups_plot_has_a_row_per_value_and_a_marker_per_figure_measured(tmp
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
     assert blue(paths[1]) < blue(paths[0])
     assert Image.open(paths[2]).height > Image.open(paths[0]).height
+
+
+def test_roc_curves_draws_each_model_in_its_own_colour_with_its_operating_point(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 100)
+    good, poor = y + rng.normal(0, 0.5, 200), y + rng.normal(0, 2.0, 200)
+
+    def orange(path) -> int:  # matplotlib's second colour: the second model
+        rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return int(((abs(rgb[..., 0] - 255) < 30) & (abs(rgb[..., 1] - 127) < 30) & (rgb[..., 2] < 60)).sum())
+
+    one = plots.roc_curves(y, [("this", good, 0.5, 0.9)], tmp_path / "one.png")
+    two = plots.roc_curves(y, [("this", good, 0.5, 0.9), ("that", poor, 0.5, 0.6)], tmp_path / "two.png", "a title")
+    assert one.read_bytes()[:8] == two.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert orange(one) == 0 and orange(two) > 100

@@ -395,6 +395,12 @@ def test_assess_against_a_second_model_scores_the_same_films_and_tracks_the_diff
     assert d["difference"] == pytest.approx(report["metrics"]["auc"] - against["metrics"]["auc"])
     assert d["low"] <= d["difference"] <= d["high"]
     assert not against["threshold_stored"]
+    # Both models' scores side by side per film, and both ROC curves in one plot.
+    per_film = pd.read_csv(out / "predictions.csv")
+    scored = per_film["probability"].notna()
+    assert per_film.loc[scored, "against_probability"].notna().all()
+    assert not np.allclose(per_film.loc[scored, "against_probability"], per_film.loc[scored, "probability"])
+    assert (out / "roc_against.png").read_bytes()[:4] == b"\x89PNG"
     assert (f"  against {untrained}, on the same {against['films']} films, at 0.500 (a bare model file stores "
             "no threshold: give one with --against-threshold): auc ") in printed
     assert f"  AUC, this model minus that one: {d['difference']:+.4f} ({d['low']:+.4f} to {d['high']:+.4f}" in printed
@@ -416,6 +422,8 @@ def test_assess_against_a_second_model_scores_the_same_films_and_tracks_the_diff
     printed = capsys.readouterr().out
     itself = json.loads((tmp_path / "itself" / "metrics.json").read_text())["against"]
     assert itself["threshold_stored"] and itself["auc_difference"]["difference"] == 0
+    per_film = pd.read_csv(tmp_path / "itself" / "predictions.csv").dropna(subset=["probability"])
+    assert np.allclose(per_film["against_probability"], per_film["probability"])
     assert f"at its threshold {report['metrics']['threshold']:.3f}: auc " in printed
     assert "the two cannot be told apart on these films" in printed
     # The bare file's threshold given by hand; without --against it is a mistake said in one sentence.
