@@ -241,10 +241,9 @@ def roc_against(report: dict, scored: pd.DataFrame, theirs: pd.DataFrame, path: 
     the paired AUC difference."""
     other = report["against"]
     films, p_other = both_scored(scored, theirs)
-    y = films["y"].to_numpy(int)
-    this_auc = evaluation.ranking_metrics(y, films["probability"].to_numpy(float))["auc"]
+    y, p = films["y"].to_numpy(int), films["probability"].to_numpy(float)
     d = other["auc_difference"]
-    return plots.roc_curves(y, [("this model", films["probability"].to_numpy(float), report["metrics"]["threshold"], this_auc),
+    return plots.roc_curves(y, [("this model", p, report["metrics"]["threshold"], evaluation.ranking_metrics(y, p)["auc"]),
                                 (f"against {short_source(other['model'])}", p_other, other["metrics"]["threshold"],
                                  other["metrics"]["auc"])], path,
                             f"{name}: {other['films']} films both scored; AUC difference {d['difference']:+.4f}\n"
