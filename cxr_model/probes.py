@@ -26,12 +26,16 @@ def aspect_jittered(x: np.ndarray, max_share: float, seed: int) -> np.ndarray:
     return _cropped(x, 1.0 - np.maximum(s, 0.0), 1.0 + np.minimum(s, 0.0))
 
 
-def aspect_jittered_auc(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
-                        max_share: float = 0.3, draws: int = 4) -> float:
-    """Mean AUC over `draws` aspect-jittered copies (seeds 0, 1, ...): validation AUC with the
-    squash cue, which the validation films share with training, scrambled (results.md AS3)."""
-    return float(np.mean([roc_auc_score(y, predict(aspect_jittered(x, max_share, seed)))
-                          for seed in range(draws)]))
+def aspect_jittered_views(x: np.ndarray, max_share: float = 0.3, draws: int = 4) -> list[np.ndarray]:
+    """The fixed aspect-jittered copies (seeds 0, 1, ...) the jittered AUC is the mean over, for
+    scoring several models on the same ones."""
+    return [aspect_jittered(x, max_share, seed) for seed in range(draws)]
+
+
+def aspect_jittered_auc(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    """Mean AUC over the aspect-jittered copies: validation AUC with the squash cue, which the
+    validation films share with training, scrambled (results.md AS3)."""
+    return float(np.mean([roc_auc_score(y, predict(view)) for view in aspect_jittered_views(x)]))
 
 
 def _cropped(x: np.ndarray, keep_h: np.ndarray, keep_w: np.ndarray) -> np.ndarray:
