@@ -61,6 +61,7 @@ class ModelConfig:
     stem_filters: int = 24
     stem_stride: int = 2
     ensemble: int = 1
+    towers: int = 1
     clahe_tiles: int = 8
     clahe_clip: float = 2.0
     separable: bool = False
@@ -354,6 +355,11 @@ def _check(cfg: Config) -> None:
         (cfg.model.stem_stride in (2, 4), "model.stem_stride must be 2 or 4"),
         (cfg.model.stem_stride == 2 or cfg.model.arch == "residual", "model.stem_stride applies to arch: residual only"),
         (1 <= cfg.model.ensemble <= 5, "model.ensemble must be 1 to 5 members"),
+        (1 <= cfg.model.towers <= 5, "model.towers must be 1 to 5"),
+        (cfg.model.towers == 1 or cfg.model.ensemble == 1,
+         "model.towers and model.ensemble cannot both be above 1 (towers are an ensemble trained in one pass)"),
+        (cfg.model.towers == 1 or (cfg.train.type_head_weight == 0 and cfg.train.mixup == 0),
+         "model.towers above 1 cannot be combined with train.type_head_weight or train.mixup"),
         (cfg.retrain.max_concurrent_runs >= 1, "retrain.max_concurrent_runs must be >= 1"),
         (cfg.retrain.lock_timeout_seconds >= 0,
          "retrain.lock_timeout_seconds must be >= 0 (0: give up at once when another run holds the lock)"),

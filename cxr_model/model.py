@@ -142,14 +142,35 @@ def pneumonia_only(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, model.get_layer("pneumonia").output, name="cxr_cnn")
 
 
+def _averaged(members: list[keras.Model]):
+    """The members as named sub-models on one input: (input, their outputs, the mean)."""
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="image")
+    outputs = [keras.Model(m.input, m.output, name=f"member{k + 1}")(inputs) for k, m in enumerate(members)]
+    return inputs, outputs, layers.Average(name="pneumonia_mean", dtype="float32")(outputs)
+
+
 def build_ensemble(members: list[keras.Model]) -> keras.Model:
     """One model averaging the members' probabilities: saved, served and explained as one."""
     if len(members) == 1:
         return members[0]
-    inputs = keras.Input(shape=members[0].input_shape[1:], name="image")
-    named = [keras.Model(m.input, m.output, name=f"member{k + 1}") for k, m in enumerate(members)]
-    outputs = layers.Average(name="pneumonia_mean", dtype="float32")([m(inputs) for m in named])
-    return keras.Model(inputs, outputs, name="cxr_ensemble")
+    inputs, _, mean = _averaged(members)
+    return keras.Model(inputs, mean, name="cxr_ensemble")
+
+
+def with_towers(towers: list[keras.Model]) -> keras.Model:
+    """Several CNNs trained side by side on the same augmented batches (model.towers), each on
+    its own loss so they stay independent as separately trained members do, while the batch's
+    augmentation is paid once: the training form, with each tower's output (`member1` ...) and
+    their mean (`pneumonia`, validated and kept). `towers_mean` gives the served model."""
+    inputs, outputs, mean = _averaged(towers)
+    return keras.Model(inputs, {"pneumonia": mean, **{f"member{k + 1}": o for k, o in enumerate(outputs)}},
+                       name="cxr_towers")
+
+
+def towers_mean(model: keras.Model) -> keras.Model:
+    """The averaged single-output model inside a towers training model (an ensemble, as
+    build_ensemble makes)."""
+    return keras.Model(model.input, model.get_layer("pneumonia_mean").output, name="cxr_ensemble")
 
 
 def ensemble_members(model: keras.Model) -> list[keras.Model]:

@@ -14,7 +14,8 @@ import pandas as pd
 from cxr_model.augmentation import build_augmenter
 from cxr_model.config import Config, TrainConfig
 from cxr_model.data import pneumonia_type
-from cxr_model.model import TYPES, build_ensemble, build_model, keras, pneumonia_only, with_type_head
+from cxr_model.model import (TYPES, build_ensemble, build_model, keras, pneumonia_only, towers_mean,
+                             with_towers, with_type_head)
 from cxr_model.preprocess import Arrays
 import tensorflow as tf
 
@@ -113,6 +114,7 @@ def make_datasets(
     parallel = 1 if cfg.train.deterministic else max(2, os.cpu_count() or 2)
     prefetch = 2  # batches ready ahead of the training step
     with_types = cfg.train.type_head_weight > 0
+    towers = cfg.model.towers
 
     def augment_batch(x, *labels):
         return augment(tf.cast(x, tf.float32), training=True), *labels
@@ -134,6 +136,8 @@ def make_datasets(
         train_ds = train_ds.map(mix, num_parallel_calls=parallel)
     if with_types:
         train_ds = train_ds.map(_TypeTargets(class_weights(train.y, cfg.train.class_weights)))
+    if towers > 1:
+        train_ds = train_ds.map(_TowerTargets(class_weights(train.y, cfg.train.class_weights), towers))
     train_ds = train_ds.prefetch(prefetch).with_options(fixed_pipeline())
     val_ds = (
         tf.data.Dataset.from_tensor_slices(_columns(val, with_types))
@@ -142,6 +146,8 @@ def make_datasets(
     )
     if with_types:
         val_ds = val_ds.map(_TypeTargets(None))
+    if towers > 1:
+        val_ds = val_ds.map(_TowerTargets(None, towers))
     val_ds = val_ds.prefetch(prefetch).with_options(fixed_pipeline())
     return train_ds, val_ds
 
@@ -157,6 +163,19 @@ class _TypeTargets:
         w = tf.gather(self.weights, y)
         known = tf.cast(types >= 0, tf.float32)
         return x, {"pneumonia": y, "type": tf.maximum(types, 0)}, {"pneumonia": w, "type": w * known}
+
+
+class _TowerTargets:
+    """(x, y) batches -> every tower's target and class weights, and the mean's (for its metrics):
+    Keras takes no class weights for several outputs (fit then passes none)."""
+
+    def __init__(self, weights: dict[int, float] | None, towers: int):
+        self.weights = _weight_vector(weights)
+        self.names = ["pneumonia", *(f"member{k + 1}" for k in range(towers))]
+
+    def __call__(self, x: tf.Tensor, y: tf.Tensor):
+        w = tf.gather(self.weights, y)
+        return x, {name: y for name in self.names}, {name: w for name in self.names}
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -200,18 +219,27 @@ def _fit_member(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path, seed:
     jit = tc.jit_compile and not tc.deterministic
     if tc.jit_compile and not jit:
         log.info("train: XLA off: train.deterministic is on and TensorFlow cannot combine the two")
-    with_types = tc.type_head_weight > 0
-    trained = with_type_head(model) if with_types else model
+    with_types, towers = tc.type_head_weight > 0, cfg.model.towers
     loss = keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing)
     metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    if with_types:
+        trained = with_type_head(model)
+        losses = {"pneumonia": loss, "type": keras.losses.SparseCategoricalCrossentropy()}
+        weights = {"pneumonia": 1.0, "type": tc.type_head_weight}
+    elif towers > 1:  # each tower on its own loss; "loss" is then their mean, comparable with one model's
+        trained = with_towers([model] + [build_model(cfg.preprocess.image_size, cfg.model, seed + 1000 * k,
+                                                     tc.precision) for k in range(1, towers)])
+        losses = {f"member{k + 1}": loss for k in range(towers)}
+        weights = {name: 1.0 / towers for name in losses}
+    else:
+        trained, losses, weights = model, loss, None
+    several = with_types or towers > 1
     trained.compile(
         optimizer=make_optimizer(tc, steps_per_epoch=int(np.ceil(len(train) / tc.batch_size))),
-        loss={"pneumonia": loss, "type": keras.losses.SparseCategoricalCrossentropy()} if with_types else loss,
-        loss_weights={"pneumonia": 1.0, "type": tc.type_head_weight} if with_types else None,
-        metrics={"pneumonia": metrics} if with_types else metrics,
+        loss=losses, loss_weights=weights, metrics={"pneumonia": metrics} if several else metrics,
         jit_compile=jit,
     )
-    monitor = "val_pneumonia_auc" if with_types else "val_auc"
+    monitor = "val_pneumonia_auc" if several else "val_auc"
     train_ds, val_ds = make_datasets(train, val, cfg, seed)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     # With EMA, the averaged weights are the ones validated, checkpointed and kept.
@@ -225,16 +253,19 @@ def _fit_member(train: Arrays, val: Arrays, cfg: Config, checkpoint: Path, seed:
             start_from_epoch=tc.early_stopping_start, restore_best_weights=True,
         ),
     ]
-    weights_in_data = tc.mixup > 0 or with_types
+    weights_in_data = tc.mixup > 0 or several
     hist = trained.fit(train_ds, validation_data=val_ds, epochs=tc.epochs,
                        class_weight=None if weights_in_data else class_weights(train.y, tc.class_weights),
                        callbacks=callbacks,
                        shuffle=False, verbose=2)
     # Early stopping restores the best weights only when it stops early; make it unconditional.
     best = keras.models.load_model(checkpoint)
-    if not with_types:
-        return best, pd.DataFrame(hist.history)
-    return pneumonia_only(best), pd.DataFrame(hist.history).rename(columns=_pneumonia_names)
+    history = pd.DataFrame(hist.history)
+    if with_types:
+        return pneumonia_only(best), history.rename(columns=_pneumonia_names)
+    if towers > 1:
+        return towers_mean(best), history.rename(columns=lambda c: c.replace("pneumonia_", ""))
+    return best, history
 
 
 def _pneumonia_names(column: str) -> str:

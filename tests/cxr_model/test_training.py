@@ -314,3 +314,37 @@ def test_fit_with_the_type_head_keeps_one_output_and_learns_the_types(tmp_path):
     from cxr_model.gradcam import GradCam
 
     assert GradCam(reloaded).heatmaps(val.x[:2].astype(np.float32)).shape[0] == 2  # explained like any model
+
+
+def test_towers_train_side_by_side_on_their_own_losses_and_serve_as_their_mean(tmp_path):
+    from cxr_model.config import Config, PreprocessConfig, TrainConfig
+    from cxr_model.gradcam import GradCam
+    from cxr_model.model import ensemble_members
+
+    rng = np.random.default_rng(5)
+    train, val = _toy_split(rng, 96, noise=10, lift=60), _toy_split(rng, 48, noise=10, lift=60)
+    cfg = Config(preprocess=PreprocessConfig(image_size=16),
+                 model=ModelConfig(filters=(8, 16), dense_units=8, dropout=0.1, towers=2),
+                 train=TrainConfig(epochs=3, batch_size=16, learning_rate=3e-3,
+                                   augment=AugmentConfig(rotation_deg=0, zoom=0, zoom_in=0, shift=0)))
+    result = training.fit(train, val, cfg, tmp_path / "ckpt.keras")
+    assert result.model.output_shape == (None, 1)
+    columns = set(result.history.columns)
+    assert {"loss", "auc", "accuracy", "val_auc", "member1_loss", "member2_loss", "val_member2_loss"} <= columns
+    assert not any("pneumonia" in c for c in columns)
+    # "loss" is the towers' mean loss, on the same scale as one model's.
+    h = result.history
+    np.testing.assert_allclose(h["loss"], (h["member1_loss"] + h["member2_loss"]) / 2, rtol=1e-4)
+    # Two towers from different initial weights, and the served model is their mean.
+    towers = ensemble_members(result.model)
+    assert len(towers) == 2
+    p = [training.predict(t, val.x) for t in towers]
+    assert not np.allclose(p[0], p[1])
+    np.testing.assert_allclose(training.predict(result.model, val.x), np.mean(p, axis=0), atol=1e-6)
+    assert training.validation_auc(result.model, val) == pytest.approx(result.best_val_auc, abs=1e-6)
+    assert result.best_val_auc > 0.9
+    result.model.save(tmp_path / "served.keras")
+    reloaded = keras.models.load_model(tmp_path / "served.keras")
+    np.testing.assert_allclose(training.predict(reloaded, val.x), training.predict(result.model, val.x), atol=1e-6)
+    assert GradCam(reloaded).heatmaps(val.x[:2].astype(np.float32)).shape[0] == 2
+
