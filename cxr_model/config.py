@@ -351,7 +351,8 @@ def _check(cfg: Config) -> None:
         (cfg.model.clahe_clip >= 1.0, "model.clahe_clip must be >= 1 (1: no equalisation within regions)"),
         (1 <= cfg.model.convs_deep <= 3, "model.convs_deep must be 1, 2 or 3"),
         (cfg.model.arch in ("plain", "residual"), "model.arch must be plain or residual"),
-        (cfg.model.stem_filters >= 1, "model.stem_filters must be >= 1"),
+        (cfg.model.stem_filters >= 16, "model.stem_filters must be >= 16 (4, 8 and 12 crashed TensorFlow's "
+                                        "CPU kernels in training at 192 px: results.md TW1)"),
         (cfg.model.stem_stride in (2, 4), "model.stem_stride must be 2 or 4"),
         (cfg.model.stem_stride == 2 or cfg.model.arch == "residual", "model.stem_stride applies to arch: residual only"),
         (1 <= cfg.model.ensemble <= 5, "model.ensemble must be 1 to 5 members"),
