@@ -224,7 +224,7 @@ def write_outputs(report: dict, results: pd.DataFrame, scored: pd.DataFrame, out
         plots.roc(y, p, t, out / "roc.png", report["metrics"]["auc"], cohort=name),
         plots.reliability({name: report["calibration"]}, out / "reliability.png"),
     ]
-    if theirs is not None and report.get("against"):
+    if theirs is not None:
         paths.append(roc_against(report, scored, theirs, out / "roc_against.png", name))
     if any(report.get("by_subgroup", {}).values()):
         paths.append(plots.subgroups(report["by_subgroup"], out / "subgroups.png", name))

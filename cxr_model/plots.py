@@ -73,10 +73,9 @@ def roc_curves(y: np.ndarray, curves: list[tuple[str, np.ndarray, float, float]]
     for i, (label, p, threshold, auc) in enumerate(curves):
         fpr, tpr, _ = roc_curve(y, p)
         pred = p >= threshold
-        color = "tab:blue" if len(curves) == 1 else f"C{i}"
-        ax.plot(fpr, tpr, color=color, label=f"{label} AUC {auc:.3f}")
+        ax.plot(fpr, tpr, color=f"C{i}", label=f"{label} AUC {auc:.3f}")
         ax.scatter([np.mean(pred[y == 0])], [np.mean(pred[y == 1])], zorder=3, edgecolors="black",
-                   color="red" if len(curves) == 1 else color, label=f"threshold {threshold:.3f}")
+                   color="red" if len(curves) == 1 else f"C{i}", label=f"threshold {threshold:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")

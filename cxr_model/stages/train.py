@@ -21,7 +21,8 @@ def train(cfg: Config) -> dict:
     plots.training_curves(result.history, lay.training_curves, result.member_best_epochs)
     summary = {
         "epochs_run": len(result.history), "best_epoch": result.best_epoch,
-        "ensemble_members": max(cfg.model.ensemble, cfg.model.towers),  # the CNNs the model averages "member_best_epochs": list(result.member_best_epochs),
+        "ensemble_members": max(cfg.model.ensemble, cfg.model.towers),  # the CNNs the model averages
+        "member_best_epochs": list(result.member_best_epochs),
         "best_val_auc": result.best_val_auc, "train_seconds": round(result.seconds, 1),
         "train_images_per_second": round(result.images_per_second, 1),
         "train_images": len(arrays["train"]), "val_images": len(arrays["val"]),

@@ -42,6 +42,8 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg, caplog):
     assert set(by_type) == {"bacteria", "virus"}
     assert sum(g["count"] for g in by_type.values()) == (test_rows["label"] == "PNEUMONIA").sum()
     assert lay.training_curves.is_file()
+    summary = json.loads(lay.train_summary.read_text())
+    assert summary["ensemble_members"] == 1 and summary["member_best_epochs"] == [summary["best_epoch"]]
 
     reg = json.loads(lay.registration.read_text())
     client = _client(cfg)
