@@ -66,6 +66,7 @@ class ModelConfig:
     clahe_clip: float = 2.0
     separable: bool = False
     pooling: str = "average"
+    squeeze_excite: int = 0
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,7 @@ def _check(cfg: Config) -> None:
         (cfg.model.normalize in ("rescale", "per_image", "equalize", "clahe"),
          "model.normalize must be rescale, per_image, equalize or clahe"),
         (cfg.model.pooling in ("average", "max", "gem"), "model.pooling must be average, max or gem"),
+        (cfg.model.squeeze_excite >= 0, "model.squeeze_excite must be >= 0 (0: none; else the gates' reduction ratio)"),
         (1 <= cfg.model.clahe_tiles <= 16, "model.clahe_tiles must be 1 to 16"),
         (cfg.model.clahe_clip >= 1.0, "model.clahe_clip must be >= 1 (1: no equalisation within regions)"),
         (1 <= cfg.model.convs_deep <= 3, "model.convs_deep must be 1, 2 or 3"),

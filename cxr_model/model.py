@@ -19,12 +19,26 @@ def _conv_bn(x, filters: int, name: str, strides: int = 1, kernel: int = 3, relu
     return layers.ReLU(name=f"relu{name}")(x) if relu else x
 
 
+def _squeeze_excite(x, ratio: int, name: str):
+    """Channel attention (squeeze-and-excitation): every feature map scaled by a gate in (0, 1)
+    read from all maps' means over the whole film, so a finding's maps can be raised and the
+    rest damped per film. ratio 0: none; else the gate's hidden width is channels / ratio."""
+    if ratio == 0:
+        return x
+    channels = x.shape[-1]
+    gate = layers.GlobalAveragePooling2D(keepdims=True, name=f"se{name}_pool")(x)
+    gate = layers.Dense(max(channels // ratio, 4), activation="relu", name=f"se{name}_squeeze")(gate)
+    gate = layers.Dense(channels, activation="sigmoid", name=f"se{name}_gate")(gate)
+    return layers.Multiply(name=f"se{name}_scale")([x, gate])
+
+
 def _plain_body(x, cfg: ModelConfig):
     """VGG-like: conv-BN-ReLU blocks at full resolution, each followed by max-pooling."""
     for i, filters in enumerate(cfg.filters):
         # Deeper blocks run at low resolution, so a second conv there is cheap capacity.
         for j in range(cfg.convs_deep if i >= 2 else 1):
             x = _conv_bn(x, filters, f"{i + 1}" if j == 0 else f"{i + 1}_{j + 1}", separable=cfg.separable)
+        x = _squeeze_excite(x, cfg.squeeze_excite, f"{i + 1}")
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
         x = _spatial_dropout(x, cfg, i)
     return x
@@ -37,12 +51,13 @@ def _spatial_dropout(x, cfg: ModelConfig, stage: int):
     return layers.SpatialDropout2D(cfg.spatial_dropout, name=f"drop{stage + 1}")(x)
 
 
-def _residual_block(x, filters: int, name: str, strides: int, separable: bool = False):
+def _residual_block(x, filters: int, name: str, strides: int, separable: bool = False, squeeze_excite: int = 0):
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
         shortcut = _conv_bn(x, filters, f"{name}_proj", strides=strides, kernel=1, relu=False)
     y = _conv_bn(x, filters, f"{name}_a", strides=strides, separable=separable)
     y = _conv_bn(y, filters, f"{name}_b", relu=False, separable=separable)
+    y = _squeeze_excite(y, squeeze_excite, name)  # on the residual branch, before the sum (SE-ResNet)
     return layers.ReLU(name=f"relu{name}_out")(layers.Add(name=f"add{name}")([shortcut, y]))
 
 
@@ -53,9 +68,11 @@ def _residual_body(x, cfg: ModelConfig):
     # (192 px with stride 4 convolves 48x48 maps, 128 px with stride 2 64x64).
     x = _conv_bn(x, cfg.stem_filters, "_stem", strides=cfg.stem_stride, kernel=max(3, cfg.stem_stride))
     for i, filters in enumerate(cfg.filters):
-        x = _residual_block(x, filters, f"{i + 1}", strides=2, separable=cfg.separable)
+        x = _residual_block(x, filters, f"{i + 1}", strides=2, separable=cfg.separable,
+                            squeeze_excite=cfg.squeeze_excite)
         for j in range(1, cfg.convs_deep if i >= 2 else 1):
-            x = _residual_block(x, filters, f"{i + 1}_{j + 1}", strides=1, separable=cfg.separable)
+            x = _residual_block(x, filters, f"{i + 1}_{j + 1}", strides=1, separable=cfg.separable,
+                                squeeze_excite=cfg.squeeze_excite)
         x = _spatial_dropout(x, cfg, i)
     return x
 

@@ -52,6 +52,7 @@ def _params(tmp_path: Path, mutate) -> Path:
         (lambda p: p["model"].update(towers=2) or p["train"].update(mixup=0.2), "model.towers above 1 cannot be combined"),
         (lambda p: p["model"].update(towers=9), "model.towers must be 1 to 5"),
         (lambda p: p["model"].update(stem_filters=12), "model.stem_filters must be >= 16"),
+        (lambda p: p["model"].update(squeeze_excite=-1), "model.squeeze_excite must be >= 0"),
         (lambda p: p["model"].update(pooling="attention"), "model.pooling must be average, max or gem"),
         (lambda p: p["model"].update(arch="plain", stem_stride=4), "model.stem_stride applies to arch: residual only"),
         (lambda p: p["promote"].update(max_probe_ratio=0.8), "promote.max_probe_ratio must be above 1"),

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from cxr_model.config import ModelConfig
+from cxr_model.gradcam import feature_layer
 from cxr_model.model import build_model
 from tests.conftest import grey_films
 
@@ -111,3 +112,26 @@ def test_spatial_dropout_and_a_linear_head_are_knobs(arch):
     assert linear.count_params() < model.count_params()
     x = grey_films(n=2)
     assert linear.predict(x, verbose=0).shape == (2, 1)
+
+
+@pytest.mark.parametrize("arch", ["plain", "residual"])
+def test_squeeze_excite_gates_every_blocks_maps_per_film_and_round_trips(tmp_path, arch):
+    base = ModelConfig(arch=arch, stem_filters=16, filters=(8, 16), dense_units=8)
+    plain = build_model(32, base, seed=1)
+    gated = build_model(32, dataclasses.replace(base, squeeze_excite=2), seed=1)
+    scales = [layer for layer in gated.layers if isinstance(layer, keras.layers.Multiply)]
+    assert [layer.name for layer in scales] == ["se1_scale", "se2_scale"]  # one gate per block
+    assert not any(isinstance(layer, keras.layers.Multiply) for layer in plain.layers)
+    # Hidden widths: channels / ratio, never below 4.
+    assert [gated.get_layer(f"se{i}_squeeze").units for i in (1, 2)] == [4, 8]
+    x = grey_films(n=3)
+    gates = keras.Model(gated.input, gated.get_layer("se2_gate").output).predict(x, verbose=0)
+    assert gates.shape == (3, 1, 1, 16)
+    assert np.all((gates > 0) & (gates < 1))
+    assert np.ptp(gates[:, 0, 0, :], axis=0).max() > 0  # the gates differ from film to film
+    # Grad-CAM still reads a spatial map, never a gate's 1x1 one.
+    assert feature_layer(gated).output.shape[1] > 1
+    path = tmp_path / "m.keras"
+    gated.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), gated.predict(x, verbose=0), atol=1e-6)
