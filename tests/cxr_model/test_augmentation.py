@@ -198,3 +198,39 @@ def test_fused_augmenter_resamples_once_and_keeps_the_scanner_curve():
                       for flag in (False, True))
     assert not np.allclose(power, x, atol=1)
     np.testing.assert_allclose(exp_log, power, rtol=1e-4, atol=1e-3)
+
+
+def test_shifted_sum_blur_draws_and_blurs_as_keras_does():
+    import tensorflow as tf
+
+    from cxr_model.augmentation import ShiftedSumBlur, shifted_sum_blur_is_exact
+
+    x = np.random.default_rng(3).uniform(0, 255, (8, 24, 24, 1)).astype(np.float32)
+    ours = ShiftedSumBlur(0.5, sigma=(0.8, 1.2), value_range=(0, 255), seed=9)
+    theirs = keras.layers.RandomGaussianBlur(0.5, sigma=(0.8, 1.2), value_range=(0, 255), seed=9)
+    outputs = []
+    for blur in (ours, theirs):
+        data = tf.data.Dataset.from_tensor_slices(x).batch(4).map(lambda b: blur(b, training=True))
+        outputs.append(np.concatenate([b.numpy() for b in data]))
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=0, atol=1e-3)  # the same blurs of the same films
+    changed = np.abs(outputs[0] - x).reshape(8, -1).max(axis=1) > 1
+    assert 0 < changed.sum() < 8  # a blur, on some films only (drawn per film)
+    if shifted_sum_blur_is_exact():
+        np.testing.assert_array_equal(outputs[0], outputs[1])
+    # Zero padding, as the depthwise convolution pads: a flat film darkens at its edges only.
+    flat = ShiftedSumBlur(1.0, sigma=(1.0, 1.0), value_range=(0, 255), seed=1)(np.full((8, 8, 8, 1), 100.0, np.float32),
+                                                                               training=True)
+    blurred = [f[..., 0] for f in np.asarray(flat) if not np.allclose(f, 100.0)]
+    assert blurred
+    for f in blurred:
+        assert np.allclose(f[1:-1, 1:-1], 100.0) and f[0, 0] < f[0, 4] < 100.0
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_augmenter_uses_the_shifted_sum_blur_only_where_it_is_exact(monkeypatch, exact):
+    from cxr_model import augmentation
+
+    monkeypatch.setattr(augmentation, "_EXACT", {"exact": exact})
+    kinds = [type(layer) for layer in build_augmenter(AugmentConfig(blur=0.3), seed=1).layers]
+    assert (augmentation.ShiftedSumBlur in kinds) == exact
+    assert sum(issubclass(kind, keras.layers.RandomGaussianBlur) for kind in kinds) == 1  # one blur either way
