@@ -21,16 +21,14 @@ import numpy as np
 
 def time_layers(batch: int, size: int, batches: int = 6, seed: int = 0) -> dict[str, float]:
     """ms per batch of Keras's blur and of ShiftedSumBlur (every film blurred) in a tf.data map."""
-    import tensorflow as tf
     from keras import layers
 
-    from cxr_model.augmentation import ShiftedSumBlur
+    from cxr_model.augmentation import ShiftedSumBlur, through_pipeline
 
     films = np.random.default_rng(seed).uniform(0, 255, (batch * batches, size, size, 1)).astype(np.float32)
     times = {}
     for name, kind in (("keras", layers.RandomGaussianBlur), ("shifted_sum", ShiftedSumBlur)):
-        blur = kind(1.0, sigma=(0.1, 1.2), value_range=(0, 255), seed=seed)
-        data = tf.data.Dataset.from_tensor_slices(films).batch(batch).map(lambda x: blur(x, training=True))
+        data = through_pipeline(kind(1.0, sigma=(0.1, 1.2), value_range=(0, 255), seed=seed), films, batch)
         for _ in data.take(1):  # trace first
             pass
         start = time.perf_counter()

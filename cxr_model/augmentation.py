@@ -3,6 +3,7 @@ tf.data input pipeline (never part of the saved model)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -222,27 +223,28 @@ def shifted_sum(images, kernel):
     return out
 
 
-_EXACT: dict[str, bool] = {}
+def through_pipeline(layer: layers.Layer, films, batch_size: int):
+    """`films` in batches through a training-mode augmentation layer in a tf.data map: where
+    training runs the augmenter (results there can differ in the last bits from eager or a
+    plain tf.function)."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(films).batch(batch_size).map(lambda x: layer(x, training=True))
 
 
+@functools.cache
 def shifted_sum_blur_is_exact() -> bool:
     """Whether, on this CPU, `ShiftedSumBlur` gives Keras's blur bit for bit where training runs
-    it (a tf.data map; checked once per process on random films). Only then does the augmenter
-    use it: about 3x cheaper than the depthwise convolution on AVX2 hosts, where the blur took a
-    third of each epoch, and the same model (results.md, the AVX2 section). Inside a plain
-    tf.function the two differ in the last bits, so the check runs where training does."""
-    if "exact" not in _EXACT:
-        import numpy as np
-        import tensorflow as tf
+    it (checked once per process on random films). Only then does the augmenter use it: about
+    3x cheaper than the depthwise convolution on AVX2 hosts, where the blur took a third of
+    each epoch, and the same model (results.md, the AVX2 section)."""
+    import numpy as np
 
-        films = np.random.default_rng(0).uniform(0, 255, (16, 64, 64, 1)).astype(np.float32)
-        outputs = []
-        for kind in (layers.RandomGaussianBlur, ShiftedSumBlur):
-            blur = kind(1.0, sigma=(0.1, 1.2), value_range=(0, 255), seed=0)
-            batches = tf.data.Dataset.from_tensor_slices(films).batch(4).map(lambda x: blur(x, training=True))
-            outputs.append(np.concatenate([b.numpy() for b in batches]))
-        _EXACT["exact"] = bool(np.array_equal(*outputs)) and not np.array_equal(outputs[1], films)
-    return _EXACT["exact"]
+    films = np.random.default_rng(0).uniform(0, 255, (16, 64, 64, 1)).astype(np.float32)
+    outputs = [np.concatenate([b.numpy() for b in through_pipeline(
+        kind(1.0, sigma=(0.1, 1.2), value_range=(0, 255), seed=0), films, 4)])
+        for kind in (layers.RandomGaussianBlur, ShiftedSumBlur)]
+    return bool(np.array_equal(*outputs)) and not np.array_equal(outputs[1], films)
 
 
 @keras.saving.register_keras_serializable(package="cxr")

@@ -201,17 +201,12 @@ def test_fused_augmenter_resamples_once_and_keeps_the_scanner_curve():
 
 
 def test_shifted_sum_blur_draws_and_blurs_as_keras_does():
-    import tensorflow as tf
-
-    from cxr_model.augmentation import ShiftedSumBlur, shifted_sum_blur_is_exact
+    from cxr_model.augmentation import ShiftedSumBlur, shifted_sum_blur_is_exact, through_pipeline
 
     x = np.random.default_rng(3).uniform(0, 255, (8, 24, 24, 1)).astype(np.float32)
     ours = ShiftedSumBlur(0.5, sigma=(0.8, 1.2), value_range=(0, 255), seed=9)
     theirs = keras.layers.RandomGaussianBlur(0.5, sigma=(0.8, 1.2), value_range=(0, 255), seed=9)
-    outputs = []
-    for blur in (ours, theirs):
-        data = tf.data.Dataset.from_tensor_slices(x).batch(4).map(lambda b: blur(b, training=True))
-        outputs.append(np.concatenate([b.numpy() for b in data]))
+    outputs = [np.concatenate([b.numpy() for b in through_pipeline(blur, x, 4)]) for blur in (ours, theirs)]
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=0, atol=1e-3)  # the same blurs of the same films
     changed = np.abs(outputs[0] - x).reshape(8, -1).max(axis=1) > 1
     assert 0 < changed.sum() < 8  # a blur, on some films only (drawn per film)
@@ -230,7 +225,7 @@ def test_shifted_sum_blur_draws_and_blurs_as_keras_does():
 def test_augmenter_uses_the_shifted_sum_blur_only_where_it_is_exact(monkeypatch, exact):
     from cxr_model import augmentation
 
-    monkeypatch.setattr(augmentation, "_EXACT", {"exact": exact})
+    monkeypatch.setattr(augmentation, "shifted_sum_blur_is_exact", lambda: exact)
     kinds = [type(layer) for layer in build_augmenter(AugmentConfig(blur=0.3), seed=1).layers]
     assert (augmentation.ShiftedSumBlur in kinds) == exact
     assert sum(issubclass(kind, keras.layers.RandomGaussianBlur) for kind in kinds) == 1  # one blur either way
