@@ -81,7 +81,7 @@ def seed_share(rows: list[dict], outcome) -> dict:
             "seed_sd": float(np.sqrt(within)), "all_sd": float(np.sqrt(total)), "share": float(within / total)}
 
 
-def report(rows: list[dict]) -> str:
+def report(rows: list[dict], resamples: int = 2000) -> str:
     """Markdown: one agreement row per signal and outcome, then the seed-noise shares."""
     lines = ["| validation signal | test figure | runs (configurations) | Spearman rho (95 % CI) |",
              "|---|---|---|---|"]
@@ -91,7 +91,7 @@ def report(rows: list[dict]) -> str:
         if (~np.isnan(x)).sum() < 4:  # recorded by too few runs (a signal added later) to rank
             continue
         for o_name, outcome in OUTCOMES.items():
-            a = rank_agreement(x, np.array([outcome(r) for r in rows], dtype=float), groups)
+            a = rank_agreement(x, np.array([outcome(r) for r in rows], dtype=float), groups, resamples)
             lines.append(f"| {s_name} | {o_name} | {a['runs']} ({a['configurations']}) "
                          f"| {a['rho']:+.2f} ({a['low']:+.2f} to {a['high']:+.2f}) |")
     lines += ["", "| figure | configurations on several seeds | their runs | seed-to-seed SD | SD over all runs "
@@ -106,11 +106,14 @@ def report(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS, help="experiments.jsonl to read")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws per interval")
     args = parser.parse_args(argv)
+    if args.resamples < 1:
+        parser.error("--resamples must be at least 1")
     rows = read_rows(args.results)
     if len(rows) < 4:
         raise SystemExit(f"{args.results}: {len(rows)} runs recorded; rank agreement needs at least 4")
-    print(report(rows))
+    print(report(rows, args.resamples))
     return 0
 
 

@@ -52,7 +52,7 @@ def test_the_report_reads_a_results_file_and_refuses_too_few_runs(tmp_path, caps
             for c in range(4) for k, s in enumerate([None, 43])]
     path = tmp_path / "experiments.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert main(["--results", str(path)]) == 0
+    assert main(["--results", str(path), "--resamples", "200"]) == 0
     out = capsys.readouterr().out
     assert "| val AUC | test AUC | 8 (4) | +0.9" in out
     assert "| minus largest probe | test spec | 8 (4) | +0.9" in out
@@ -60,8 +60,8 @@ def test_the_report_reads_a_results_file_and_refuses_too_few_runs(tmp_path, caps
     for i, r in enumerate(rows):
         r["val_aspect_jitter_auc"] = 0.99 - 0.001 * i if i < 5 else None
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert main(["--results", str(path)]) == 0
+    assert main(["--results", str(path), "--resamples", "200"]) == 0
     assert "| val AUC aspect-jittered | test AUC | 5 (3) | -1.00" in capsys.readouterr().out
     path.write_text("\n".join(json.dumps(r) for r in rows[:3]) + "\n")
     with pytest.raises(SystemExit, match="3 runs recorded"):
-        main(["--results", str(path)])
+        main(["--results", str(path), "--resamples", "200"])
