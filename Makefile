@@ -15,9 +15,9 @@ run: setup
 	$(PY) -m flows.training --params $(PARAMS)
 
 # Three pytest workers on two cores: with two, the suite waits on servers and subprocesses for
-# a fifth of the time (1.6 of 2 cores busy); a third worker fills that (15 min 48 s -> 14 min 8 s
-# on the AVX2 host). --dist loadscope runs each module whole and in order on one worker (module
-# fixtures, tests that build on each other).
+# a fifth of the time (1.6 of 2 cores busy); a third worker fills part of that (7-11 % less
+# pytest time in two pairs of runs on the AVX2 host). --dist loadscope runs each module whole
+# and in order on one worker (module fixtures, tests that build on each other).
 TEST_WORKERS ?= 3
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
