@@ -129,8 +129,10 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
                   f"{', '.join(unlisted[:3])}", file=sys.stderr)
     predictor = _load_predictor(cfg, args.model, args.threshold)
     other = _load_predictor(cfg, args.against, args.against_threshold) if args.against else None  # fails before any scoring
+    # The films are decoded once when the second model reads them exactly as this one does.
+    inputs: list | None = [] if other is not None and other.reads_like(predictor) else None
     results = predictor.predict_files([Path(p) for p in files["path"]], gradcam=False, headers=True,
-                                      statistics=True)
+                                      statistics=True, keep_inputs=inputs)
     results = results.drop(columns=["heatmap"]).assign(y=files["y"].to_numpy(), type=files["type"].to_numpy())
     results = assessment.with_film_facts(results, listed)
     scored = results[results["error"].isna()]
@@ -141,7 +143,8 @@ def assess(cfg: Config, args: argparse.Namespace) -> int:
     report["patients_from"] = assessment.patients_source(results, args.film_list)
     theirs = None
     if other is not None:  # the same films through a second model, for a site choosing between two
-        theirs = other.predict_files([Path(p) for p in files["path"]], gradcam=False, progress=False)
+        theirs = other.score(inputs) if inputs is not None else \
+            other.predict_files([Path(p) for p in files["path"]], gradcam=False, progress=False)
         report["against"] = {**assessment.against(scored, theirs, other.threshold, other.source, predictor.threshold),
                              "threshold_given": args.against_threshold is not None,
                              "threshold_stored": args.against_threshold is None and bool(other.card.get("threshold"))}

@@ -89,6 +89,11 @@ class Predictor:
         return cls(model, float(s["threshold"]), int(s["image_size"]), int(s["max_pixels"]), predict,
                    card or {}, source or str(model_path), tuple(band) if band else None)
 
+    def reads_like(self, other: "Predictor") -> bool:
+        """Whether `other` decodes, checks and resizes films exactly as this one does, so that
+        the inputs prepared for one can be scored by the other without decoding them again."""
+        return (self.image_size, self.max_pixels, self.settings) == (other.image_size, other.max_pixels, other.settings)
+
     # -- scoring -------------------------------------------------------------------------------
     def prepare(self, data: bytes | Prepared) -> Prepared:
         """Decode and check one input; never raises for bad input."""
@@ -144,11 +149,14 @@ class Predictor:
         return self.score(self.prepare_many(payloads))
 
     def predict_files(self, paths: list[Path], out_dir: Path | None = None, gradcam: bool = True,
-                      progress: bool = True, headers: bool = False, statistics: bool = False) -> pd.DataFrame:
+                      progress: bool = True, headers: bool = False, statistics: bool = False,
+                      keep_inputs: list[Prepared] | None = None) -> pd.DataFrame:
         """Score files in batches; write Grad-CAM overlays when out_dir is given; with `headers`,
         columns `patient` and `scanner` hold each DICOM film's PatientID and scanner (empty for
         other files): for grouping in memory, the patient to be dropped before anything is written;
-        with `statistics`, each scored film's film_stats columns (brightness, contrast, detail)."""
+        with `statistics`, each scored film's film_stats columns (brightness, contrast, detail);
+        with `keep_inputs`, each file's model input (or refusal) is appended to it, in order, for
+        a second model that `reads_like` this one to `score` without decoding the films again."""
         from tqdm import tqdm
 
         from cxr_model.gradcam import GradCam, save_overlay
@@ -161,6 +169,8 @@ class Predictor:
             chunk = paths[start:start + step]
             payloads = [_read(path) for path in chunk]
             prepared = self.prepare_many(payloads)
+            if keep_inputs is not None:  # the model input only: full-size pixels stay behind
+                keep_inputs.extend(Prepared(x=p.x, error=p.error) for p in prepared)
             frame = self.score(prepared)
             frame.insert(0, "path", [str(p) for p in chunk])
             # The content scored, for audit (and cohort fingerprints) without reading files again.

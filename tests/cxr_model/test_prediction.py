@@ -1,6 +1,7 @@
 """Prediction, the pyfunc and the CLI on a model trained and registered from synthetic images."""
 
 import base64
+import dataclasses
 import io
 import json
 import shutil
@@ -377,15 +378,50 @@ def test_assess_says_when_the_cohorts_films_are_unlike_the_training_films(projec
     assert per_film[["brightness", "contrast", "detail"]].notna().all().all()
 
 
-def test_assess_against_a_second_model_scores_the_same_films_and_tracks_the_difference(project, tmp_path, capsys):
+def test_inputs_kept_for_a_model_that_reads_films_alike_score_as_its_own_decoding_would(project, champion,
+                                                                                        tmp_path):
+    cfg, _ = project
+    from cxr_model.model import build_model
+    from cxr_model.prediction import Predictor
+
+    films = sorted((cfg.data_source / "test" / "NORMAL").iterdir())[:5]
+    (tmp_path / "notes.jpeg").write_text("not an image")
+    paths = [*films[:2], tmp_path / "notes.jpeg", *films[2:]]
+    other = Predictor(build_model(cfg.preprocess.image_size, cfg.model, seed=7), 0.5, champion.image_size,
+                      champion.max_pixels, champion.settings)
+    assert other.reads_like(champion) and champion.reads_like(other)
+    assert not dataclasses.replace(other, image_size=other.image_size + 16).reads_like(champion)
+    assert not dataclasses.replace(other, max_pixels=other.max_pixels // 2).reads_like(champion)
+    assert not dataclasses.replace(other, settings=dataclasses.replace(other.settings, min_side=1)).reads_like(champion)
+
+    kept: list = []
+    mine = champion.predict_files(paths, gradcam=False, progress=False, keep_inputs=kept)
+    assert len(kept) == len(paths) and all(k.gray is None for k in kept)  # model inputs only
+    theirs = other.score(kept)
+    decoded = other.predict_files(paths, gradcam=False, progress=False)
+    np.testing.assert_array_equal(theirs["error"].isna(), decoded["error"].isna())
+    assert theirs.loc[2, "error"] == decoded.loc[2, "error"] == mine.loc[2, "error"]  # the unreadable file
+    ok = decoded["error"].isna()
+    np.testing.assert_allclose(theirs.loc[ok, "probability"].astype(float), decoded.loc[ok, "probability"].astype(float))
+
+
+def test_assess_against_a_second_model_scores_the_same_films_and_tracks_the_difference(project, tmp_path, capsys,
+                                                                                       monkeypatch):
     cfg, params = project
+    from cxr_model import images
     from cxr_model.model import build_model
 
     untrained = tmp_path / "untrained.keras"  # a bare model file of the same input, never trained
     build_model(cfg.preprocess.image_size, cfg.model, seed=7).save(untrained)
     out = tmp_path / "assessed"
+    decoded: list = []
+    decode = images.decode
+    monkeypatch.setattr(images, "decode", lambda *a, **k: decoded.append(1) or decode(*a, **k))
     assert cli.main(["--params", str(params), "assess", str(cfg.data_source / "test"), "--name", "site-c",
                      "--out", str(out), "--against", str(untrained)]) == 0
+    films = [f for f in (cfg.data_source / "test").rglob("*") if f.is_file()]
+    assert len(decoded) == len(films)  # each film decoded once for both models, which read films alike
+    monkeypatch.undo()
     printed = capsys.readouterr().out
     report = json.loads((out / "metrics.json").read_text())
     against = report["against"]
