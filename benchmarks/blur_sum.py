@@ -23,12 +23,12 @@ def time_layers(batch: int, size: int, batches: int = 6, seed: int = 0) -> dict[
     """ms per batch of Keras's blur and of ShiftedSumBlur (every film blurred) in a tf.data map."""
     from keras import layers
 
-    from cxr_model.augmentation import ShiftedSumBlur, through_pipeline
+    from cxr_model.augmentation import ShiftedSumBlur, gaussian_blur, through_pipeline
 
     films = np.random.default_rng(seed).uniform(0, 255, (batch * batches, size, size, 1)).astype(np.float32)
     times = {}
     for name, kind in (("keras", layers.RandomGaussianBlur), ("shifted_sum", ShiftedSumBlur)):
-        data = through_pipeline(kind(1.0, sigma=(0.1, 1.2), value_range=(0, 255), seed=seed), films, batch)
+        data = through_pipeline(gaussian_blur(kind, 1.0, seed), films, batch)
         for _ in data.take(1):  # trace first
             pass
         start = time.perf_counter()

@@ -223,6 +223,12 @@ def shifted_sum(images, kernel):
     return out
 
 
+def gaussian_blur(kind: type, factor: float, seed: int) -> layers.Layer:
+    """The augmenter's random blur as `kind` (Keras's layer or ShiftedSumBlur): one place for its
+    sigma range, so the exactness check and the benchmark test the blur training uses."""
+    return kind(factor, sigma=(0.1, 1.2), value_range=(0, 255), seed=seed)
+
+
 def through_pipeline(layer: layers.Layer, films, batch_size: int):
     """`films` in batches through a training-mode augmentation layer in a tf.data map: where
     training runs the augmenter (results there can differ in the last bits from eager or a
@@ -241,9 +247,8 @@ def shifted_sum_blur_is_exact() -> bool:
     import numpy as np
 
     films = np.random.default_rng(0).uniform(0, 255, (16, 64, 64, 1)).astype(np.float32)
-    outputs = [np.concatenate([b.numpy() for b in through_pipeline(
-        kind(1.0, sigma=(0.1, 1.2), value_range=(0, 255), seed=0), films, 4)])
-        for kind in (layers.RandomGaussianBlur, ShiftedSumBlur)]
+    outputs = [np.concatenate([b.numpy() for b in through_pipeline(gaussian_blur(kind, 1.0, 0), films, 4)])
+               for kind in (layers.RandomGaussianBlur, ShiftedSumBlur)]
     return bool(np.array_equal(*outputs)) and not np.array_equal(outputs[1], films)
 
 
@@ -292,7 +297,7 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
         steps.append(layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=seed + 4))
     if cfg.blur > 0:
         blur = ShiftedSumBlur if shifted_sum_blur_is_exact() else layers.RandomGaussianBlur
-        steps.append(blur(cfg.blur, sigma=(0.1, 1.2), value_range=(0, 255), seed=seed + 6))
+        steps.append(gaussian_blur(blur, cfg.blur, seed + 6))
     if cfg.sharpen > 0:
         # Edge enhancement as digital radiography systems apply it, with vendor-specific strength
         # (0.5 leaves the image as it is; up to 0.5 + sharpen enhances).
