@@ -252,6 +252,12 @@ class Config:
         path = Path(os.path.expanduser(str(value)))
         return path if path.is_absolute() else (self.root / path).resolve()
 
+    def recorded(self, path: str | os.PathLike) -> str:
+        """A path as DVC-tracked outputs write it: relative below the project, so that clones of one
+        commit at different places write the same bytes and agree with the committed dvc.lock."""
+        path, root = Path(path).resolve(), self.root.resolve()
+        return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
     def flat_params(self) -> dict[str, str]:
         """Every parameter as dotted keys, for MLflow."""
         return _flatten(self.raw)

@@ -223,7 +223,9 @@ def validate_manifest(manifest: pd.DataFrame, cfg: ValidateConfig, out_dir: Path
     docs = out_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     summary = {"success": not failed, "critical_failures": len(failed), "warnings": len(warned),
                "checks": checks, "data_docs": str(docs)}
-    (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
+    # The file (a DVC output) names the docs below its own folder: no clone's own path in it.
+    saved = {**summary, "data_docs": str(docs.relative_to(out_dir))}
+    (out_dir / "result.json").write_text(json.dumps(saved, indent=2))
     for check in warned:
         log.warning("validate: warning: %s", describe(check))
     return summary

@@ -34,7 +34,7 @@ def ingest(cfg: Config) -> dict:
     lay.manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(lay.manifest, index=False)
     duplicates.to_csv(lay.duplicates, index=False)
-    summary = {**data.summarize(manifest), "source": str(source), "duplicates_dropped": len(duplicates),
+    summary = {**data.summarize(manifest), "source": cfg.recorded(source), "duplicates_dropped": len(duplicates),
                "dvc_version": versioning.dataset_version(cfg)}
     write_json(lay.ingest_summary, summary)
     log.info("ingest: %s", json.dumps(summary["counts"]))

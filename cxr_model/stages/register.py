@@ -41,7 +41,7 @@ def register(cfg: Config) -> dict:
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
                           run_name=None if run_id else f"train-{tracking.stamp()}") as run:
         mlflow.set_tags({**{f"cxr.{k}": v for k, v in tags.items()}, "cxr.status": "completed",
-                         "cxr.data_source": ingest_summary["source"],
+                         "cxr.data_source": str(cfg.data_source),
                          "cxr.threshold_method": metrics["threshold"]["method"],
                          "cxr.test_ci95_resampled": metrics.get("test_ci95_resampled", "films")})
         mlflow.log_params(cfg.flat_params())

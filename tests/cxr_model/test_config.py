@@ -25,6 +25,13 @@ def test_environment_overrides_data_source_and_tracking_uri(tmp_path, monkeypatc
     assert cfg.tracking_uri == "http://127.0.0.1:5000"
 
 
+def test_recorded_paths_are_relative_below_the_project_and_absolute_outside(tmp_path):
+    cfg = load_config(ROOT / "params.yaml")
+    assert cfg.recorded(ROOT / "data" / "chest_xray") == str(Path("data") / "chest_xray")
+    assert cfg.recorded(tmp_path / "mine") == str(tmp_path / "mine")
+    assert cfg.recorded(ROOT / ".." / "elsewhere") == str((ROOT / ".." / "elsewhere").resolve())
+
+
 def _params(tmp_path: Path, mutate) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     mutate(params)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import mlflow
 import pandas as pd
@@ -111,6 +112,21 @@ def test_steps_in_order_produce_a_tracked_registered_model(cfg, caplog):
     seen, blind = evaluate_log(blind=False), evaluate_log(blind=True)
     assert any("test AUC" in m for m in seen) and any("validation AUC" in m for m in blind)
     assert not any("test" in m for m in blind)
+
+
+def test_clones_of_one_project_at_different_places_write_the_same_ingest_and_validate_files(dataset, tmp_path):
+    """DVC hashes these files and train depends on them: a clone's own path inside would make
+    each clone's outputs differ from the committed dvc.lock, and retrain for nothing."""
+    written = []
+    for clone in ("alice/cxr", "team/bob/cxr"):
+        project = tmp_path / clone
+        cfg = load_config(write_params(project, shutil.copytree(dataset, project / "landing")))
+        steps.STEPS["ingest"](cfg)
+        steps.STEPS["validate"](cfg)
+        lay = cfg.layout
+        written.append([f.read_bytes() for f in (lay.manifest, lay.ingest_summary, lay.validation_result)])
+    assert json.loads(written[0][1])["source"] == "landing"
+    assert written[0] == written[1]
 
 
 def test_failed_validation_records_a_failed_run_and_registers_nothing(cfg, dataset, capsys):

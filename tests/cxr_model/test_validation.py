@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,9 @@ def test_clean_data_passes_and_writes_result_and_data_docs(manifest, tmp_path):
     assert summary["success"], validation.failure_message(summary)
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["success"] and len(saved["checks"]) == len(validation.rules(ValidateConfig(), films=False, headers=False))
-    assert (tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    docs = tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    assert docs.is_file() and summary["data_docs"] == str(docs)  # messages name the docs in full
+    assert tmp_path / saved["data_docs"] == docs and not Path(saved["data_docs"]).is_absolute()  # the file: below itself
 
 
 def test_undecodable_file_is_critical_and_named(dataset, tmp_path):
