@@ -254,9 +254,9 @@ class Config:
 
     def recorded(self, path: str | os.PathLike) -> str:
         """A path as DVC-tracked outputs write it: relative below the project, so that clones of one
-        commit at different places write the same bytes and agree with the committed dvc.lock."""
+        commit at different places (and systems) write the same bytes and agree with dvc.lock."""
         path, root = Path(path).resolve(), self.root.resolve()
-        return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
     def flat_params(self) -> dict[str, str]:
         """Every parameter as dotted keys, for MLflow."""

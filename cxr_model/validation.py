@@ -25,6 +25,9 @@ log = logging.getLogger("cxr.validation")
 
 CRITICAL, WARNING = "critical", "warning"
 CONVERTED_NOTE = "converted to 8-bit grayscale"
+# Great Expectations' Data Docs below the validation folder; result.json (a DVC output) names
+# them this way, so no clone's own path is in it.
+DATA_DOCS_INDEX = Path("gx", "uncommitted", "data_docs", "local_site", "index.html")
 
 
 @dataclass(frozen=True)
@@ -220,11 +223,9 @@ def validate_manifest(manifest: pd.DataFrame, cfg: ValidateConfig, out_dir: Path
             })
     failed = [c for c in checks if not c["success"] and c["severity"] == CRITICAL]
     warned = [c for c in checks if not c["success"] and c["severity"] == WARNING]
-    docs = out_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     summary = {"success": not failed, "critical_failures": len(failed), "warnings": len(warned),
-               "checks": checks, "data_docs": str(docs)}
-    # The file (a DVC output) names the docs below its own folder: no clone's own path in it.
-    saved = {**summary, "data_docs": str(docs.relative_to(out_dir))}
+               "checks": checks, "data_docs": str(out_dir / DATA_DOCS_INDEX)}
+    saved = {**summary, "data_docs": DATA_DOCS_INDEX.as_posix()}
     (out_dir / "result.json").write_text(json.dumps(saved, indent=2))
     for check in warned:
         log.warning("validate: warning: %s", describe(check))
